@@ -1,0 +1,48 @@
+# Voltway — `make run` and `make test` do all their own set-up from a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint fmt openapi openapi-check bench bench-import clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
+
+run: $(STAMP) ## API (2 workers, :8000) + arq worker + demo fleet; embedded PG/Valkey unless DATABASE_URL/REDIS_URL
+	$(BIN)/python -m app run
+
+test: $(STAMP) lint openapi-check ## lint, OpenAPI drift check, then the test suite (real PostgreSQL + Redis)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: $(STAMP) ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+openapi: $(STAMP) ## regenerate openapi/openapi.json from the code
+	$(BIN)/python -m app openapi --output openapi/openapi.json
+
+openapi-check: $(STAMP) ## fail when openapi/openapi.json differs from the code
+	@$(BIN)/python -m app openapi --output - | diff -q openapi/openapi.json - >/dev/null \
+	  || (echo "openapi/openapi.json is out of date: run 'make openapi'"; exit 1)
+
+bench: $(STAMP) ## run every benchmark (see bench/README.md)
+	$(BIN)/python bench/fleet_import.py
+
+bench-import: $(STAMP) ## onboarding 10,000 chargers / 30,000 connectors in one call
+	$(BIN)/python bench/fleet_import.py
+
+clean: ## remove the venv and local data (embedded database included)
+	rm -rf $(VENV) .data

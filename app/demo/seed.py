@@ -1,0 +1,137 @@
+"""Demo data: a few hundred sites around real city centres, and a staff admin.
+
+Idempotent (fleet import by external_id), so `make run` can seed on every start.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import secrets
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pyotp
+
+from app.admin.service import create_or_update_staff, otpauth_uri
+from app.core.auth import Role, StaffPrincipal
+from app.core.db import init_connection
+from app.fleet.service import import_fleet
+
+# (name, country code, lat, lon, IANA zone, spread in km, number of sites)
+CITIES: list[tuple[str, str, float, float, str, float, int]] = [
+    ("Berlin", "DE", 52.5200, 13.4050, "Europe/Berlin", 12.0, 120),
+    ("Amsterdam", "NL", 52.3676, 4.9041, "Europe/Amsterdam", 7.0, 90),
+    ("Paris", "FR", 48.8566, 2.3522, "Europe/Paris", 9.0, 110),
+]
+STREETS = [
+    "Hauptstraße",
+    "Parkweg",
+    "Marktplatz",
+    "Bahnhofstraße",
+    "Kanaalweg",
+    "Rue de la Paix",
+    "Avenue Victor Hugo",
+    "Prinsengracht",
+    "Friedrichstraße",
+    "Boulevard Voltaire",
+]
+CONNECTOR_MIX = [
+    ("TYPE2", 22.0),
+    ("TYPE2", 11.0),
+    ("CCS2", 50.0),
+    ("CCS2", 150.0),
+    ("CCS2", 300.0),
+    ("CHADEMO", 50.0),
+]
+QUARTERS = ["Mitte", "Centrum", "Gare", "Park", "Plaza", "Hub"]
+DEMO_ADMIN_EMAIL = "admin@voltway.demo"
+CITY_DIGIT = {"DE": 1, "NL": 2, "FR": 3}
+
+
+def demo_sites(seed: int = 7) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    sites: list[dict[str, Any]] = []
+    for city, cc, lat0, lon0, tz, spread_km, count in CITIES:
+        for i in range(count):
+            # Gaussian scatter around the centre, denser in the middle like real networks.
+            d_km = abs(rng.gauss(0, spread_km / 2))
+            bearing = rng.uniform(0, 2 * math.pi)
+            lat = lat0 + (d_km / 111.32) * math.cos(bearing)
+            lon = lon0 + (d_km / (111.32 * math.cos(math.radians(lat0)))) * math.sin(bearing)
+            n_chargers = rng.choice([1, 1, 2, 2, 3, 4])
+            chargers = []
+            for c in range(n_chargers):
+                kind, power = rng.choice(CONNECTOR_MIX)
+                n_conn = 2 if kind == "TYPE2" else rng.choice([1, 2])
+                chargers.append(
+                    {
+                        "charge_point_id": f"DEMO-{cc}-{i:04d}-{c + 1}",
+                        "ocpp_password": f"demo-{cc.lower()}-{i:04d}-{c + 1}-secret",
+                        "iccid": f"89490{CITY_DIGIT[cc]}{i:06d}{c + 1:02d}000000",
+                        "connectors": [
+                            {"connector_no": n + 1, "type": kind, "power_kw": power}
+                            for n in range(n_conn)
+                        ],
+                    }
+                )
+            sites.append(
+                {
+                    "external_id": f"demo-{cc.lower()}-{i:04d}",
+                    "name": f"{city} {rng.choice(QUARTERS)} {i + 1}",
+                    "address": f"{rng.choice(STREETS)} {rng.randint(1, 200)}, {city}",
+                    "lat": round(lat, 6),
+                    "lon": round(lon, 6),
+                    "timezone": tz,
+                    "chargers": chargers,
+                }
+            )
+    return sites
+
+
+def demo_password(charge_point_id: str) -> str:
+    """The OCPP password of a demo charger (the simulator connects with it)."""
+    _, cc, i, c = charge_point_id.split("-")
+    return f"demo-{cc.lower()}-{i}-{c}-secret"
+
+
+def demo_admin_credentials(data_dir: Path) -> dict[str, Any]:
+    """Stable across runs (kept in .data/) so an authenticator app set up once keeps working."""
+    creds_path = data_dir / "demo-admin.json"
+    if creds_path.exists():
+        creds: dict[str, Any] = json.loads(creds_path.read_text())
+        return creds
+    creds = {
+        "email": DEMO_ADMIN_EMAIL,
+        "password": secrets.token_urlsafe(12),
+        "totp_secret": pyotp.random_base32(),
+    }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    creds_path.write_text(json.dumps(creds))
+    creds_path.chmod(0o600)
+    return creds
+
+
+async def seed(database_url: str, data_dir: Path) -> dict[str, Any]:
+    """Seed the fleet and the demo admin; returns the admin's credentials for printing."""
+    creds = demo_admin_credentials(data_dir)
+    conn = await asyncpg.connect(database_url)
+    await init_connection(conn)
+    try:
+        async with conn.transaction():
+            staff_id, _, _ = await create_or_update_staff(
+                conn,
+                email=creds["email"],
+                password=creds["password"],
+                roles=[Role.ADMIN],
+                totp_secret=creds["totp_secret"],
+            )
+            actor = StaffPrincipal(staff_id=staff_id, email=creds["email"], roles=(Role.ADMIN,))
+            result = await import_fleet(conn, demo_sites(), actor=actor, request_id="demo-seed")
+    finally:
+        await conn.close()
+    creds["otpauth_uri"] = otpauth_uri(creds["email"], creds["totp_secret"])
+    creds["created"] = result.created
+    return creds

@@ -1,0 +1,78 @@
+"""The application is built here, in one small `create_app()`; each domain exposes ROUTES."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+
+from app.admin import routes as admin_routes
+from app.core.auth import provide_staff
+from app.core.clock import provide_clock
+from app.core.db import create_pool, provide_db
+from app.core.errors import EXCEPTION_HANDLERS
+from app.core.idempotency import IdempotencyMiddleware
+from app.core.migrations import migrate
+from app.core.observability import ObservabilityMiddleware, configure_logging
+from app.core.redis import create_redis
+from app.core.settings import Settings, get_settings
+from app.fleet import routes as fleet_routes
+from app.health import routes as health_routes
+
+ROUTES: list[Any] = [*health_routes.ROUTES, *admin_routes.ROUTES, *fleet_routes.ROUTES]
+
+# Outermost first: request id + metrics around everything, then Idempotency-Key replays.
+MIDDLEWARE: list[Any] = [
+    DefineMiddleware(ObservabilityMiddleware, access_log=True),  # type: ignore[arg-type]
+    IdempotencyMiddleware,
+]
+
+OPENAPI = OpenAPIConfig(
+    title="Voltway API",
+    version="1.0.0",
+    description="Driver app, CPO admin and integration endpoints. Errors are RFC 9457 "
+    "problem details (`application/problem+json`) with a stable `code`.",
+    path="/schema",
+    render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+)
+
+
+def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> Litestar:
+    """Build the ASGI app. Settings default to the environment (read at start-up)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+        cfg = settings or get_settings()
+        configure_logging(cfg.log_level)
+        app.state.settings = cfg
+        if run_migrations:
+            await migrate(cfg.database_url)
+        app.state.pool = await create_pool(cfg)
+        app.state.redis = create_redis(cfg)
+        try:
+            yield
+        finally:
+            await app.state.redis.aclose()
+            await app.state.pool.close()
+
+    return Litestar(
+        route_handlers=ROUTES,
+        lifespan=[lifespan],
+        dependencies={
+            "db": Provide(provide_db),
+            "clock": Provide(provide_clock, sync_to_thread=False),
+            "staff": Provide(provide_staff),
+        },
+        middleware=MIDDLEWARE,
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OPENAPI,
+        state=State({"settings": settings}),
+        debug=False,
+    )

@@ -1,0 +1,204 @@
+"""`python -m app run` (what `make run` calls): one process tree for the whole service.
+
+1. Embedded PostgreSQL / Valkey when `DATABASE_URL` / `REDIS_URL` are unset.
+2. Generated secrets (JWT_SECRET…) persisted in `.data/secrets.json` when unset.
+3. Migrations (advisory-locked; the API workers run them too, finding nothing to do).
+4. Demo seed and a printed quick tour unless `APP_DEMO=0`.
+5. granian with `APP_WORKERS` (2) API processes on `APP_PORT` (8000), and the arq worker.
+Ctrl-C (SIGINT) or SIGTERM stops the children, then the embedded servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from app.core.embedded import Services
+from app.core.settings import ROOT
+
+_services: Services | None = None
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("APP_DATA_DIR", str(ROOT / ".data")))
+
+
+def _secrets() -> dict[str, str]:
+    path = data_dir() / "secrets.json"
+    stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    changed = False
+    for name in ("JWT_SECRET",):
+        if name not in stored:
+            stored[name] = secrets.token_urlsafe(48)
+            changed = True
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(stored))
+        path.chmod(0o600)
+    return stored
+
+
+def resolve_environment(*, start_services: bool = True) -> dict[str, str]:
+    """The environment the service runs with: given variables win, the rest is provided.
+    With `start_services=False` only PostgreSQL is provided (for CLI commands)."""
+    global _services
+    env: dict[str, str] = {}
+    for name, value in _secrets().items():
+        env[name] = os.environ.get(name) or value
+    if _services is None:
+        _services = Services(data_dir())
+        # (CLI commands only need PostgreSQL; Redis is started for `run`.)
+        env.update(_services.start(redis=start_services))
+        atexit.register(_services.stop)
+    else:
+        env.update(_services.env)
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    return env
+
+
+def _print_tour(port: int, creds: dict[str, object] | None) -> None:
+    base = f"http://127.0.0.1:{port}"
+    lines = [
+        "",
+        "Voltway is running.",
+        f"  API docs        {base}/schema   (Swagger: {base}/schema/swagger)",
+        f"  health          curl -s {base}/health/ready",
+        f"  metrics         curl -s {base}/metrics | head",
+    ]
+    if creds:
+        lines += [
+            "",
+            "Demo staff admin (TOTP secret for any authenticator app):",
+            f"  email           {creds['email']}",
+            f"  password        {creds['password']}",
+            f"  TOTP secret     {creds['totp_secret']}",
+            f"  otpauth URI     {creds['otpauth_uri']}",
+            "",
+            "Try next:",
+            "  CODE=$(.venv/bin/python -c \"import pyotp;print(pyotp.TOTP('"
+            + str(creds["totp_secret"])
+            + "').now())\")",
+            f"  TOKEN=$(curl -s {base}/admin/v1/auth/login -H 'content-type: application/json' "
+            f'-d \'{{"email":"{creds["email"]}","password":"{creds["password"]}",'
+            "\"totp_code\":\"'$CODE'\"}' | .venv/bin/python -c 'import json,sys;"
+            'print(json.load(sys.stdin)["access_token"])\')',
+            f"  curl -s '{base}/admin/v1/fleet/sites?limit=2' -H \"authorization: Bearer $TOKEN\"",
+            f"  curl -s '{base}/admin/v1/fleet/chargers?connectivity=offline&limit=3' "
+            '-H "authorization: Bearer $TOKEN"',
+            f"  curl -s '{base}/admin/v1/audit-log?limit=5' -H \"authorization: Bearer $TOKEN\"",
+        ]
+    lines.append("\nCtrl-C stops everything.\n")
+    print("\n".join(lines), flush=True)
+
+
+def run() -> int:
+    env = resolve_environment()
+    demo = os.environ.get("APP_DEMO", "1").strip().lower() not in {"0", "false", "no", "off"}
+    port = int(os.environ.get("APP_PORT", "8000"))
+    workers = int(os.environ.get("APP_WORKERS", "2"))
+    child_env = {**os.environ, **env, "APP_DEMO": "1" if demo else "0"}
+    prom_dir = data_dir() / "prometheus"
+    shutil.rmtree(prom_dir, ignore_errors=True)
+    prom_dir.mkdir(parents=True, exist_ok=True)
+    child_env["PROMETHEUS_MULTIPROC_DIR"] = str(prom_dir)
+
+    from app.core.migrations import migrate
+
+    applied = asyncio.run(migrate(env["DATABASE_URL"]))
+    if applied:
+        print(f"migrations applied: {', '.join(applied)}", flush=True)
+    creds = None
+    if demo:
+        from app.demo.seed import seed
+
+        creds = asyncio.run(seed(env["DATABASE_URL"], data_dir()))
+
+    venv_bin = Path(sys.executable).parent
+    procs: list[subprocess.Popen[bytes]] = [
+        subprocess.Popen(  # noqa: S603 - our own entry points
+            [
+                str(venv_bin / "granian"),
+                "--interface",
+                "asgi",
+                "--factory",
+                "--host",
+                os.environ.get("APP_HOST", "127.0.0.1"),
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--loop",
+                "uvloop" if _has_uvloop() else "asyncio",
+                "--no-access-log",
+                "app.main:create_app",
+            ],
+            env=child_env,
+        ),
+        subprocess.Popen(  # noqa: S603
+            [str(venv_bin / "arq"), "workers.main.WorkerSettings"], env=child_env
+        ),
+    ]
+
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+    if _wait_ready(port, procs):
+        _print_tour(port, creds)
+    else:
+        stopping = True
+    while not stopping and all(p.poll() is None for p in procs):
+        time.sleep(0.2)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    if _services:
+        _services.stop()
+    print("stopped.", flush=True)
+    return 0
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _wait_ready(port: int, procs: list[subprocess.Popen[bytes]]) -> bool:
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            return False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=1) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.25)
+    return False

@@ -1,0 +1,49 @@
+"""The arq worker: `arq workers.main.WorkerSettings` (started by `make run`).
+
+Jobs are enqueued through the `outbox` table (written in the same transaction as the
+change that needs them); `relay_outbox` moves pending rows to arq and a sweep re-enqueues
+rows Redis lost. Domains add their jobs to `FUNCTIONS` and cron sweeps to `CRON_JOBS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron
+from arq.connections import RedisSettings
+
+from app.core.db import create_pool
+from app.core.observability import configure_logging
+from app.core.settings import get_settings
+from workers.outbox import relay_outbox
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    ctx["settings"] = settings
+    ctx["pool"] = await create_pool(settings)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    await ctx["pool"].close()
+
+
+_settings = get_settings()
+
+FUNCTIONS: list[Any] = [relay_outbox]
+CRON_JOBS: list[Any] = [
+    cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True, unique=True),
+]
+
+
+class WorkerSettings:
+    functions = FUNCTIONS
+    cron_jobs = CRON_JOBS
+    on_startup = startup
+    on_shutdown = shutdown
+    redis_settings = RedisSettings.from_dsn(_settings.redis_url)
+    queue_name = f"{_settings.redis_namespace}:arq:queue"
+    max_jobs = 50
+    job_timeout = 60
+    keep_result = 3600
