@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,6 +22,7 @@ from app.core.errors import EXCEPTION_HANDLERS
 from app.core.idempotency import IdempotencyMiddleware
 from app.core.migrations import migrate
 from app.core.observability import ObservabilityMiddleware, configure_logging
+from app.core.openapi import finalize_openapi
 from app.core.redis import create_redis
 from app.core.settings import Settings, get_settings
 from app.fleet import routes as fleet_routes
@@ -52,8 +54,12 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
         cfg = settings or get_settings()
         configure_logging(cfg.log_level)
         app.state.settings = cfg
+        finalize_openapi(app)
         if run_migrations:
-            await migrate(cfg.database_url)
+            try:
+                await migrate(cfg.database_url)
+            except (OSError, TimeoutError) as exc:  # `python -m app run` migrated already
+                logging.getLogger("app").warning("migrations skipped: %r", exc)
         app.state.pool = await create_pool(cfg)
         app.state.redis = create_redis(cfg)
         try:

@@ -6,13 +6,12 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import State
-from litestar.params import Parameter
+from litestar.params import FromQuery, JSONBody, QueryParameter
 
 from app.admin import service
 from app.admin.schemas import AuditPage, LoginRequest, LoginResponse
 from app.core.auth import Permission, requires
-from app.core.clock import Clock
-from app.core.db import Connection
+from app.core.deps import ClockDep, Db
 
 
 def client_ip(request: Request[Any, Any, Any]) -> str:
@@ -25,7 +24,11 @@ class StaffAuthController(Controller):
 
     @post("/login", summary="Staff login with password and TOTP code", status_code=200)
     async def login(
-        self, request: Request[Any, Any, State], data: LoginRequest, state: State, clock: Clock
+        self,
+        request: Request[Any, Any, State],
+        data: JSONBody[LoginRequest],
+        state: State,
+        clock: ClockDep,
     ) -> LoginResponse:
         """Returns a bearer token for `/admin/v1`. Wrong credentials → 401
         `invalid_credentials`; repeated failures → 429 with `Retry-After`."""
@@ -42,11 +45,11 @@ class AuditLogController(Controller):
     @get("/", summary="Who changed what, when, from what to what")
     async def list_audit(
         self,
-        db: Connection,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        cursor: str | None = None,
-        entity_type: str | None = None,
-        entity_id: str | None = None,
+        db: Db,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        cursor: FromQuery[str | None] = None,
+        entity_type: FromQuery[str | None] = None,
+        entity_id: FromQuery[str | None] = None,
     ) -> AuditPage:
         return await service.list_audit(
             db, limit=limit, cursor=cursor, entity_type=entity_type, entity_id=entity_id

@@ -12,6 +12,7 @@ from typing import Any
 
 import jwt
 import msgspec
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
@@ -121,7 +122,7 @@ def requires(permission: Permission) -> Any:
     return guard
 
 
-async def provide_staff(request: Any) -> StaffPrincipal:
+async def provide_staff(request: Request[Any, Any, Any]) -> StaffPrincipal:
     """DI provider for handlers that need to know who acts (guards ran first)."""
     return staff_principal(request)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -12,6 +13,7 @@ from litestar.datastructures import State
 from app.core.settings import Settings
 
 T = TypeVar("T")
+log = logging.getLogger("app.db")
 Connection = asyncpg.Connection  # type alias used in signatures across domains
 
 
@@ -26,9 +28,19 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(settings: Settings) -> asyncpg.Pool:
+    """A pool that also comes up while PostgreSQL is down (then with no idle connections),
+    so the process starts, `/health/ready` says what is wrong, and it recovers by itself."""
+    try:
+        return await _create_pool(settings, settings.db_pool_min)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        log.warning("PostgreSQL unreachable at start-up (%r); connecting on demand", exc)
+        return await _create_pool(settings, 0)
+
+
+async def _create_pool(settings: Settings, min_size: int) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         settings.database_url,
-        min_size=settings.db_pool_min,
+        min_size=min_size,
         max_size=settings.db_pool_max,
         init=init_connection,
         command_timeout=settings.db_statement_timeout_ms / 1000,

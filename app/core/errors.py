@@ -127,18 +127,26 @@ def _field_errors(extra: Any) -> list[FieldError]:
             continue
         message = str(item.get("message", "invalid"))
         key = item.get("key")
-        field = str(key) if key else _field_from_message(message)
+        field = _field_from_message(message)
+        if field == "body" and key and key != "data":
+            field = str(key)
         out.append(FieldError(field=field, message=message))
     return out
 
 
 def _field_from_message(message: str) -> str:
-    # msgspec says e.g. "Expected `int`, got `str` - at `$.sites[0].lat`"
+    # msgspec says e.g. "Expected `int`, got `str` - at `$.sites[0].lat`" or
+    # "Object contains unknown field `role`" or "Object missing required field `email`".
     marker = " - at `"
+    prefix = ""
     if marker in message:
         path = message.split(marker, 1)[1].rstrip("`")
-        return path.removeprefix("$.").removeprefix("$") or "body"
-    return "body"
+        prefix = path.removeprefix("$.").removeprefix("$")
+    for phrase in ("unknown field `", "required field `"):
+        if phrase in message:
+            name = message.split(phrase, 1)[1].split("`", 1)[0]
+            return f"{prefix}.{name}" if prefix else name
+    return prefix or "body"
 
 
 def handle_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[bytes]:
@@ -188,6 +196,15 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
             instance=path,
         )
     status = exc.status_code
+    if status == 400:  # malformed bodies and the like: invalid input is 422 (API.md)
+        return problem_response(
+            422,
+            "validation_failed",
+            "The request is not valid",
+            exc.detail,
+            errors=[FieldError(field="body", message=exc.detail)],
+            instance=path,
+        )
     if status >= 500:
         log.error("http error %s: %s", status, exc.detail)
         return problem_response(status, "internal_error", "Internal error", instance=path)

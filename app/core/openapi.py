@@ -5,6 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from litestar import Litestar
+from litestar.openapi.spec import (
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Reference,
+    Schema,
+)
 
 
 def inline_schema(type_: Any) -> dict[str, Any]:
@@ -24,3 +32,86 @@ def inline_schema(type_: Any) -> dict[str, Any]:
 
     resolved: dict[str, Any] = resolve(schema)
     return resolved
+
+
+def schema_from_dict(d: dict[str, Any]) -> Schema:
+    """A JSON Schema dict (as msgspec writes it) as Litestar's OpenAPI `Schema`."""
+    kwargs: dict[str, Any] = {}
+    for k, v in d.items():
+        if k == "type":
+            kwargs["type"] = OpenAPIType(v) if isinstance(v, str) else [OpenAPIType(x) for x in v]
+        elif k == "properties":
+            kwargs["properties"] = {pk: schema_from_dict(pv) for pk, pv in v.items()}
+        elif k == "items":
+            kwargs["items"] = schema_from_dict(v)
+        elif k in ("anyOf", "oneOf", "allOf"):
+            kwargs[{"anyOf": "any_of", "oneOf": "one_of", "allOf": "all_of"}[k]] = [
+                schema_from_dict(x) for x in v
+            ]
+        elif k == "additionalProperties":
+            kwargs["additional_properties"] = v if isinstance(v, bool) else schema_from_dict(v)
+        elif k in (
+            "minLength",
+            "maxLength",
+            "minItems",
+            "maxItems",
+            "exclusiveMinimum",
+            "exclusiveMaximum",
+        ):
+            kwargs[
+                {
+                    "minLength": "min_length",
+                    "maxLength": "max_length",
+                    "minItems": "min_items",
+                    "maxItems": "max_items",
+                    "exclusiveMinimum": "exclusive_minimum",
+                    "exclusiveMaximum": "exclusive_maximum",
+                }[k]
+            ] = v
+        elif k in (
+            "required",
+            "enum",
+            "pattern",
+            "minimum",
+            "maximum",
+            "title",
+            "description",
+            "default",
+        ):
+            kwargs[k] = v
+    return Schema(**kwargs)
+
+
+def finalize_openapi(app: Litestar) -> None:
+    """Describe our error contract in the generated document: invalid input is a 422
+    problem (not Litestar's default 400), and guarded admin routes answer 401/403
+    problems. Runs once, before the document is first served or exported."""
+    from app.core.errors import Problem
+
+    openapi = app.openapi_schema
+    if openapi.components.schemas is None:
+        openapi.components.schemas = {}
+    openapi.components.schemas["Problem"] = schema_from_dict(inline_schema(Problem))
+    problem = {
+        "application/problem+json": OpenAPIMediaType(
+            schema=Reference(ref="#/components/schemas/Problem")
+        )
+    }
+    for path, item in (openapi.paths or {}).items():
+        for method in ("get", "put", "post", "delete", "patch"):
+            op = getattr(item, method, None)
+            if op is None:
+                continue
+            responses = op.responses if op.responses is not None else {}
+            responses.pop("400", None)
+            responses["422"] = OpenAPIResponse(
+                description="Invalid input (`validation_failed`, with `errors`)", content=problem
+            )
+            if path.startswith("/admin/v1") and not path.startswith("/admin/v1/auth"):
+                responses["401"] = OpenAPIResponse(
+                    description="No valid staff token (`unauthorized`)", content=problem
+                )
+                responses["403"] = OpenAPIResponse(
+                    description="The role lacks the permission (`forbidden`)", content=problem
+                )
+            op.responses = responses

@@ -9,12 +9,12 @@ from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.openapi.spec import OpenAPIMediaType as OAMediaType
 from litestar.openapi.spec import OpenAPIType, Operation, RequestBody, Schema
-from litestar.params import Parameter
+from litestar.params import FromQuery, QueryParameter
 
-from app.core.auth import Permission, StaffPrincipal, requires
-from app.core.db import Connection
+from app.core.auth import Permission, requires
+from app.core.deps import Db, Staff
 from app.core.errors import DomainError, FieldError, ValidationFailed
-from app.core.openapi import inline_schema
+from app.core.openapi import inline_schema, schema_from_dict
 from app.fleet import service
 from app.fleet.schemas import ChargerHealthPage, Connectivity, FleetImport, ImportResult, SitePage
 
@@ -38,57 +38,12 @@ class ImportOperation(Operation):
             "external_id,name,address,lat,lon,timezone,charge_point_id,ocpp_password,"
             "iccid,connector_no,type,power_kw).",
             content={
-                "application/json": OAMediaType(schema=_schema(inline_schema(FleetImport))),
+                "application/json": OAMediaType(
+                    schema=schema_from_dict(inline_schema(FleetImport))
+                ),
                 "text/csv": OAMediaType(schema=Schema(type=OpenAPIType.STRING)),
             },
         )
-
-
-def _schema(d: dict[str, Any]) -> Schema:
-    kwargs: dict[str, Any] = {}
-    for k, v in d.items():
-        if k == "type":
-            kwargs["type"] = OpenAPIType(v) if isinstance(v, str) else [OpenAPIType(x) for x in v]
-        elif k == "properties":
-            kwargs["properties"] = {pk: _schema(pv) for pk, pv in v.items()}
-        elif k == "items":
-            kwargs["items"] = _schema(v)
-        elif k in ("anyOf", "oneOf", "allOf"):
-            kwargs[{"anyOf": "any_of", "oneOf": "one_of", "allOf": "all_of"}[k]] = [
-                _schema(x) for x in v
-            ]
-        elif k == "additionalProperties":
-            kwargs["additional_properties"] = v if isinstance(v, bool) else _schema(v)
-        elif k in (
-            "minLength",
-            "maxLength",
-            "minItems",
-            "maxItems",
-            "exclusiveMinimum",
-            "exclusiveMaximum",
-        ):
-            kwargs[
-                {
-                    "minLength": "min_length",
-                    "maxLength": "max_length",
-                    "minItems": "min_items",
-                    "maxItems": "max_items",
-                    "exclusiveMinimum": "exclusive_minimum",
-                    "exclusiveMaximum": "exclusive_maximum",
-                }[k]
-            ] = v
-        elif k in (
-            "required",
-            "enum",
-            "pattern",
-            "minimum",
-            "maximum",
-            "title",
-            "description",
-            "default",
-        ):
-            kwargs[k] = v
-    return Schema(**kwargs)
 
 
 class FleetController(Controller):
@@ -105,8 +60,8 @@ class FleetController(Controller):
     async def import_fleet(
         self,
         request: Request[Any, Any, State],
-        db: Connection,
-        staff: StaffPrincipal,
+        db: Db,
+        staff: Staff,
         state: State,
     ) -> ImportResult:
         """Idempotent by `external_id` / `charge_point_id`: re-importing the same data
@@ -144,20 +99,20 @@ class FleetController(Controller):
     )
     async def list_sites(
         self,
-        db: Connection,
-        external_id: str | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        cursor: str | None = None,
+        db: Db,
+        external_id: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        cursor: FromQuery[str | None] = None,
     ) -> SitePage:
         return await service.list_sites(db, external_id=external_id, limit=limit, cursor=cursor)
 
     @get("/chargers", summary="Charger connectivity health", guards=[requires(Permission.READ)])
     async def list_chargers(
         self,
-        db: Connection,
-        connectivity: Connectivity | None = None,
-        limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-        cursor: str | None = None,
+        db: Db,
+        connectivity: FromQuery[Connectivity | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        cursor: FromQuery[str | None] = None,
     ) -> ChargerHealthPage:
         return await service.list_charger_health(
             db,
