@@ -13,7 +13,6 @@ help: ## list the targets
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 run: $(STAMP) ## API (2 workers, :8000) + arq worker + demo fleet; embedded PG/Valkey unless DATABASE_URL/REDIS_URL

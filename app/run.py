@@ -108,6 +108,10 @@ def run() -> int:
     port = int(os.environ.get("APP_PORT", "8000"))
     workers = int(os.environ.get("APP_WORKERS", "2"))
     child_env = {**os.environ, **env, "APP_DEMO": "1" if demo else "0"}
+    # granian and arq import `app` / `workers` by name from the checkout.
+    child_env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+    )
     prom_dir = data_dir() / "prometheus"
     shutil.rmtree(prom_dir, ignore_errors=True)
     prom_dir.mkdir(parents=True, exist_ok=True)
