@@ -15,10 +15,15 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
 	@touch $(STAMP)
 
+# Test-only Node tools (Prism serves Twilio's OpenAPI spec; see package.json).
+node_modules/.installed: package.json $(wildcard package-lock.json)
+	npm install --no-audit --no-fund
+	@touch $@
+
 run: $(STAMP) ## API (2 workers, :8000) + arq worker + demo fleet; embedded PG/Valkey unless DATABASE_URL/REDIS_URL
 	$(BIN)/python -m app run
 
-test: $(STAMP) lint openapi-check ## lint, OpenAPI drift check, then the test suite (real PostgreSQL + Redis)
+test: $(STAMP) node_modules/.installed lint openapi-check ## lint, OpenAPI drift check, then the test suite (real PostgreSQL + Redis)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
@@ -43,5 +48,5 @@ bench: $(STAMP) ## run every benchmark (see bench/README.md)
 bench-import: $(STAMP) ## onboarding 10,000 chargers / 30,000 connectors in one call
 	$(BIN)/python bench/fleet_import.py
 
-clean: ## remove the venv and local data (embedded database included)
-	rm -rf $(VENV) .data
+clean: ## remove the venv, node_modules and local data (embedded database included)
+	rm -rf $(VENV) node_modules .data

@@ -13,9 +13,10 @@ from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
 from app.admin import routes as admin_routes
-from app.core.auth import provide_staff
+from app.core.auth import provide_driver, provide_staff
 from app.core.clock import provide_clock
 from app.core.db import create_pool, provide_db
 from app.core.errors import EXCEPTION_HANDLERS
@@ -25,10 +26,22 @@ from app.core.observability import ObservabilityMiddleware, configure_logging
 from app.core.openapi import finalize_openapi
 from app.core.redis import create_redis
 from app.core.settings import Settings, get_settings
+from app.discovery import routes as discovery_routes
 from app.fleet import routes as fleet_routes
 from app.health import routes as health_routes
+from app.identity import routes as identity_routes
+from app.notifications import routes as notification_routes
 
-ROUTES: list[Any] = [*health_routes.ROUTES, *admin_routes.ROUTES, *fleet_routes.ROUTES]
+ROUTES: list[Any] = [
+    *health_routes.ROUTES,
+    *admin_routes.ROUTES,
+    *fleet_routes.ROUTES,
+    *discovery_routes.ROUTES,
+    *identity_routes.ROUTES,
+    *notification_routes.ROUTES,
+]
+# Domain lifespans run after the core one (pool, Redis) has started.
+LIFESPANS: list[Any] = [discovery_routes.lifespan]
 
 # Outermost first: request id + metrics around everything, then Idempotency-Key replays.
 MIDDLEWARE: list[Any] = [
@@ -43,11 +56,23 @@ OPENAPI = OpenAPIConfig(
     "problem details (`application/problem+json`) with a stable `code`.",
     path="/schema",
     render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+    components=Components(
+        security_schemes={
+            "driverBearer": SecurityScheme(
+                type="http",
+                scheme="bearer",
+                bearer_format="JWT",
+                description="Driver access token from `POST /v1/auth/token`",
+            )
+        }
+    ),
 )
 
 
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> Litestar:
     """Build the ASGI app. Settings default to the environment (read at start-up)."""
+    # Demo-only routes (the SMS sink's GET /dev/sms) exist only when their settings say so.
+    demo_routes = notification_routes.demo_routes(settings or get_settings())
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
@@ -69,12 +94,13 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             await app.state.pool.close()
 
     return Litestar(
-        route_handlers=ROUTES,
-        lifespan=[lifespan],
+        route_handlers=[*ROUTES, *demo_routes],
+        lifespan=[lifespan, *LIFESPANS],
         dependencies={
             "db": Provide(provide_db),
             "clock": Provide(provide_clock, sync_to_thread=False),
             "staff": Provide(provide_staff),
+            "driver": Provide(provide_driver),
         },
         middleware=MIDDLEWARE,
         exception_handlers=EXCEPTION_HANDLERS,

@@ -89,3 +89,124 @@ async def import_fleet(
         "/admin/v1/fleet/import", json={"sites": sites}, headers=auth(token), **kw
     )
     return r
+
+
+async def bring_online(
+    db: asyncpg.Connection,
+    charge_point_ids: list[str] | None = None,
+    *,
+    state: str = "online",
+    status: str | None = "AVAILABLE",
+) -> None:
+    """Mark chargers' connectivity (and optionally their connectors' status), as the OCPP
+    link and the connectivity platform would."""
+    where = "" if charge_point_ids is None else "WHERE c.charge_point_id = ANY($1::text[])"
+    args: list[Any] = [] if charge_point_ids is None else [charge_point_ids]
+    await db.execute(
+        f"""UPDATE charger_connectivity h SET state = '{state}', reason = 'test',
+                   last_seen_at = now()
+            FROM chargers c WHERE c.charger_id = h.charger_id {"AND" + where[5:] if where else ""}""",
+        *args,
+    )
+    if status is not None:
+        await db.execute(
+            f"""UPDATE connectors k SET status = '{status}' FROM chargers c
+                WHERE c.charger_id = k.charger_id {"AND" + where[5:] if where else ""}""",
+            *args,
+        )
+
+
+async def eventually(check: Any, *, within_s: float = 2.0, interval: float = 0.02) -> Any:
+    """Await `check()` until it returns a truthy value or the timeout passes."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + within_s
+    while True:
+        result = await check()
+        if result or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(interval)
+
+
+# --- drivers and SMS (identity, notifications) -------------------------------------------
+
+
+def mobile_numbers(region: str, count: int, *, start: int = 0) -> list[str]:
+    """`count` distinct valid mobile numbers (E.164) of `region`, from the library's
+    example number with its last five digits varied."""
+    import phonenumbers
+    from phonenumbers import PhoneNumberFormat, PhoneNumberType
+
+    example = phonenumbers.example_number_for_type(region, PhoneNumberType.MOBILE)
+    national = str(example.national_number)
+    out: list[str] = []
+    i = start
+    while len(out) < count and i < start + 100_000:
+        number = phonenumbers.parse(f"+{example.country_code}{national[:-5]}{i:05d}", None)
+        i += 1
+        if phonenumbers.is_valid_number(number) and phonenumbers.number_type(number) in (
+            PhoneNumberType.MOBILE,
+            PhoneNumberType.FIXED_LINE_OR_MOBILE,
+        ):
+            out.append(phonenumbers.format_number(number, PhoneNumberFormat.E164))
+    assert len(out) == count, f"only {len(out)} mobile numbers for {region}"
+    return out
+
+
+async def run_sms_jobs(ctx: dict[str, Any]) -> list[str]:
+    """Run the `send_sms` job of every pending outbox row, as the worker would."""
+    from app.notifications.tasks import send_sms
+
+    rows = await ctx["pool"].fetch(
+        """SELECT outbox_id, args FROM outbox WHERE job = 'send_sms' AND done_at IS NULL
+           ORDER BY outbox_id"""
+    )
+    return [await send_sms(ctx, r["outbox_id"], **r["args"]) for r in rows]
+
+
+async def login_driver(
+    client: AsyncTestClient[Any], ctx: dict[str, Any], twilio: Any, phone: str
+) -> dict[str, Any]:
+    """The whole SMS-code login through the API and the send job; returns the tokens."""
+    r = await client.post("/v1/auth/otp", json={"phone": phone})
+    assert r.status_code == 202, r.text
+    await run_sms_jobs(ctx)
+    code = twilio.last_code(phone)
+    r = await client.post(
+        "/v1/auth/token", json={"challenge_id": r.json()["challenge_id"], "code": code}
+    )
+    assert r.status_code == 200, r.text
+    tokens: dict[str, Any] = r.json()
+    return tokens
+
+
+async def make_driver(
+    db: asyncpg.Connection,
+    settings: Settings,
+    *,
+    phone: str = "+4915199990000",
+    now: datetime | None = None,
+) -> dict[str, str]:
+    """A driver with a live login family, straight in the database; returns ids and an
+    access token issued at `now`."""
+    from app.core.auth import DriverPrincipal, issue_driver_token
+    from app.identity.codes import new_id_tag
+
+    at = now or datetime.now(UTC)
+    driver_id = await db.fetchval(
+        "INSERT INTO drivers (phone, id_tag) VALUES ($1, $2) RETURNING driver_id",
+        phone,
+        new_id_tag(),
+    )
+    family_id = await db.fetchval(
+        "INSERT INTO login_families (driver_id, created_at) VALUES ($1, $2) RETURNING family_id",
+        driver_id,
+        at,
+    )
+    principal = DriverPrincipal(driver_id=str(driver_id), family_id=str(family_id))
+    return {
+        "driver_id": str(driver_id),
+        "family_id": str(family_id),
+        "access_token": issue_driver_token(settings, principal, at),
+    }

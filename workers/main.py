@@ -15,6 +15,8 @@ from arq.connections import RedisSettings
 from app.core.db import create_pool
 from app.core.observability import configure_logging
 from app.core.settings import get_settings
+from app.identity.tasks import purge_expired_identity
+from app.notifications.tasks import close_sender, redact_expired_sms, send_sms
 from workers.outbox import relay_outbox
 
 
@@ -26,14 +28,17 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    await close_sender(ctx)
     await ctx["pool"].close()
 
 
 _settings = get_settings()
 
-FUNCTIONS: list[Any] = [relay_outbox]
+FUNCTIONS: list[Any] = [relay_outbox, send_sms]
 CRON_JOBS: list[Any] = [
     cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True, unique=True),
+    cron(redact_expired_sms, minute=set(range(0, 60, 5)), second=30, unique=True),
+    cron(purge_expired_identity, minute=17, second=0, unique=True),
 ]
 
 

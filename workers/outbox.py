@@ -11,6 +11,13 @@ from typing import Any
 RELAY_BATCH = 500
 
 
+def outbox_job_id(namespace: str, outbox_id: int) -> str:
+    """arq keys jobs globally (`arq:job:<id>`), so the id carries the namespace: outbox ids
+    restart at 1 in every database, and a leftover key of another database or test run on
+    the same Redis would otherwise make arq drop this job as a duplicate."""
+    return f"{namespace}:outbox:{outbox_id}"
+
+
 async def relay_outbox(ctx: dict[str, Any]) -> int:
     """Enqueue due outbox rows that are not done; returns how many were enqueued."""
     pool = ctx["pool"]
@@ -31,7 +38,7 @@ async def relay_outbox(ctx: dict[str, Any]) -> int:
             row["job"],
             row["outbox_id"],
             **(row["args"] or {}),
-            _job_id=f"outbox:{row['outbox_id']}:{row['outbox_id']}",
+            _job_id=outbox_job_id(settings.redis_namespace, row["outbox_id"]),
             _queue_name=f"{settings.redis_namespace}:arq:queue",
         )
     return len(rows)

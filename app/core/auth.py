@@ -7,6 +7,7 @@ Staff tokens are HS256 JWTs with `typ: "staff"`; driver tokens (identity domain)
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +19,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from app.core.errors import Forbidden, Unauthorized
 from app.core.settings import Settings
+from app.core.sql import Q
 
 ALGORITHM = "HS256"
 
@@ -129,3 +131,78 @@ async def provide_staff(request: Request[Any, Any, Any]) -> StaffPrincipal:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# --- Drivers (identity domain) -------------------------------------------------------
+# Access tokens: HS256 JWT, `typ: "driver"`, `sub` = driver id, `sid` = the login family
+# (one code exchange and the refresh tokens rotated from it). Revoking the family (logout,
+# refresh-token reuse) ends its access tokens too: `verified_driver` checks it.
+
+
+class DriverPrincipal(msgspec.Struct, frozen=True):
+    driver_id: str
+    family_id: str
+
+
+def issue_driver_token(settings: Settings, principal: DriverPrincipal, now: datetime) -> str:
+    claims = {
+        "typ": "driver",
+        "sub": principal.driver_id,
+        "sid": principal.family_id,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=settings.driver_access_ttl_s)).timestamp()),
+    }
+    return jwt.encode(claims, settings.jwt_secret, algorithm=ALGORITHM)
+
+
+def driver_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> DriverPrincipal:
+    """The driver named by this request's verified bearer token (signature, expiry and
+    `typ` only; `provide_driver` also checks that the login is still alive)."""
+    cached = connection.scope.get("state", {}).get("driver")
+    if isinstance(cached, DriverPrincipal):
+        return cached
+    token = bearer_token(connection)
+    if token is None:
+        raise Unauthorized("a driver bearer token is required")
+    settings: Settings = connection.app.state.settings
+    claims = decode_token(settings, token, "driver")
+    try:
+        principal = DriverPrincipal(
+            driver_id=str(uuid.UUID(str(claims["sub"]))),
+            family_id=str(uuid.UUID(str(claims.get("sid")))),
+        )
+    except ValueError:
+        raise Unauthorized("the access token is not valid here") from None
+    connection.scope.setdefault("state", {})["driver"] = principal
+    return principal
+
+
+async def verified_driver(connection: ASGIConnection[Any, Any, Any, Any]) -> DriverPrincipal:
+    """The driver of this request once the token is valid and its login still alive
+    (checked once per request, then cached on the connection)."""
+    state = connection.scope.setdefault("state", {})
+    cached = state.get("driver_verified")
+    if isinstance(cached, DriverPrincipal):
+        return cached
+    principal = driver_principal(connection)
+    driver_id = await connection.app.state.pool.fetchval(
+        Q("identity.family_is_active"), uuid.UUID(principal.family_id)
+    )
+    if driver_id is None or str(driver_id) != principal.driver_id:
+        raise Unauthorized("this login has ended; sign in again")
+    state["driver_verified"] = principal
+    return principal
+
+
+async def requires_driver(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """Guard for every driver route. Guards run before dependencies: Litestar resolves
+    sibling dependencies concurrently, and one that raises while `db` has opened its
+    transaction would leave that connection checked out, so a refusal must come first."""
+    await verified_driver(connection)
+
+
+async def provide_driver(request: Request[Any, Any, Any]) -> DriverPrincipal:
+    """DI provider `driver` (put `requires_driver` on the route, see above)."""
+    return await verified_driver(request)

@@ -28,6 +28,22 @@ def _float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return tuple(x.strip().upper() for x in raw.split(",") if x.strip())
+
+
+# Where the demo operator runs (EU/EEA, CH, UK): SMS-pumping fraud targets far-away
+# premium ranges, so a login from elsewhere is refused unless OTP_ALLOWED_COUNTRIES says so.
+DEFAULT_OTP_COUNTRIES: tuple[str, ...] = (
+    *("AT", "BE", "BG", "CH", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GB", "GR"),
+    *("HR", "HU", "IE", "IS", "IT", "LI", "LT", "LU", "LV", "MT", "NL", "NO", "PL", "PT"),
+    *("RO", "SE", "SI", "SK"),
+)
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Process configuration. Every field comes from an environment variable of the same
     name in upper case; see docs/CONFIG.md."""
@@ -51,6 +67,36 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     fleet_import_max_bytes: int = 64 * 1024 * 1024
     log_level: str = "INFO"
     data_dir: str = str(ROOT / ".data")
+    discovery_rate_per_s: float = 20.0
+    discovery_burst: float = 40.0
+    discovery_resync_s: float = 600.0
+    geocoder_url: str = ""
+    # Driver identity (SMS-code login). Limits are counts per window (seconds).
+    driver_access_ttl_s: int = 15 * 60
+    driver_refresh_ttl_s: int = 30 * 24 * 3600
+    otp_ttl_s: int = 300
+    otp_max_attempts: int = 5
+    otp_resend_after_s: int = 30
+    otp_phone_max: int = 5
+    otp_phone_window_s: int = 3600
+    otp_ip_max: int = 20
+    otp_ip_window_s: int = 3600
+    otp_prefix_max: int = 300
+    otp_prefix_window_s: int = 3600
+    sms_hourly_budget: int = 1000
+    # ISO 3166 regions whose mobile numbers may log in; empty = every region.
+    otp_allowed_countries: tuple[str, ...] = DEFAULT_OTP_COUNTRIES
+    # Twilio (INTEGRATIONS.md §4); without sid/token/from, demo mode uses the SMS sink.
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_from: str = ""  # a sender number (E.164) or a Messaging Service SID (MG…)
+    twilio_api_base: str = ""
+    twilio_timeout_s: float = 10.0
+    twilio_max_retries: int = 3
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from)
 
 
 @lru_cache(maxsize=1)
@@ -87,4 +133,27 @@ def get_settings() -> Settings:
         fleet_import_max_bytes=_int("FLEET_IMPORT_MAX_BYTES", 64 * 1024 * 1024),
         log_level=os.environ.get("LOG_LEVEL", "INFO"),
         data_dir=data_dir,
+        discovery_rate_per_s=_float("DISCOVERY_RATE_PER_S", 20.0),
+        discovery_burst=_float("DISCOVERY_BURST", 40.0),
+        discovery_resync_s=_float("DISCOVERY_RESYNC_S", 600.0),
+        geocoder_url=os.environ.get("GEOCODER_URL", ""),
+        driver_access_ttl_s=_int("DRIVER_ACCESS_TTL_S", 15 * 60),
+        driver_refresh_ttl_s=_int("DRIVER_REFRESH_TTL_S", 30 * 24 * 3600),
+        otp_ttl_s=_int("OTP_TTL_S", 300),
+        otp_max_attempts=_int("OTP_MAX_ATTEMPTS", 5),
+        otp_resend_after_s=_int("OTP_RESEND_AFTER_S", 30),
+        otp_phone_max=_int("OTP_PHONE_MAX", 5),
+        otp_phone_window_s=_int("OTP_PHONE_WINDOW_S", 3600),
+        otp_ip_max=_int("OTP_IP_MAX", 20),
+        otp_ip_window_s=_int("OTP_IP_WINDOW_S", 3600),
+        otp_prefix_max=_int("OTP_PREFIX_MAX", 300),
+        otp_prefix_window_s=_int("OTP_PREFIX_WINDOW_S", 3600),
+        sms_hourly_budget=_int("SMS_HOURLY_BUDGET", 1000),
+        otp_allowed_countries=_list("OTP_ALLOWED_COUNTRIES", DEFAULT_OTP_COUNTRIES),
+        twilio_account_sid=os.environ.get("TWILIO_ACCOUNT_SID", ""),
+        twilio_auth_token=os.environ.get("TWILIO_AUTH_TOKEN", ""),
+        twilio_from=os.environ.get("TWILIO_FROM", ""),
+        twilio_api_base=os.environ.get("TWILIO_API_BASE", ""),
+        twilio_timeout_s=_float("TWILIO_TIMEOUT_S", 10.0),
+        twilio_max_retries=_int("TWILIO_MAX_RETRIES", 3),
     )

@@ -1,0 +1,1 @@
+"""Connectivity: charger health from OCPP and the SIM platform (Cisco IoT Control Center)."""

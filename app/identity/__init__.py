@@ -1,0 +1,1 @@
+"""Driver identity: SMS-code login, access and rotating refresh tokens, profile, vehicle."""

@@ -1,0 +1,1 @@
+"""SMS: the Twilio client, the message table and outbox job, and the demo sink."""

@@ -1,0 +1,75 @@
+-- name: insert_message
+-- Queue an SMS (sent by the outbox job `send_sms`).
+INSERT INTO sms_messages (to_phone, driver_id, purpose, body, redacted_body, expires_at,
+                          created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+RETURNING message_id;
+
+-- name: insert_outbox_job
+-- Write an outbox row in the caller's transaction (a rollback drops the job with it).
+INSERT INTO outbox (job, args, dedupe_key) VALUES ($1, $2, $3)
+RETURNING outbox_id;
+
+-- name: mark_outbox_enqueued
+-- The API enqueued the job itself right after commit; the relay need not.
+UPDATE outbox SET enqueued_at = now(), attempts = attempts + 1
+WHERE outbox_id = $1 AND enqueued_at IS NULL AND done_at IS NULL;
+
+-- name: mark_outbox_done
+-- The job of this outbox row has run to a final state.
+UPDATE outbox SET done_at = now() WHERE outbox_id = $1 AND done_at IS NULL;
+
+-- name: claim_message
+-- Lease a message for sending: only a queued one, or one whose last sender died.
+UPDATE sms_messages
+SET status = 'sending', attempts = attempts + 1, lease_until = $2, updated_at = $3
+WHERE message_id = $1
+  AND (status = 'queued' OR (status = 'sending' AND lease_until < $3))
+RETURNING message_id, to_phone, driver_id, purpose, body, redacted_body, expires_at,
+          attempts, EXISTS (SELECT 1 FROM sms_opt_outs o WHERE o.phone = to_phone)
+          AS opted_out;
+
+-- name: message_state
+-- Status and lease of a message (when it could not be claimed).
+SELECT status, lease_until FROM sms_messages WHERE message_id = $1;
+
+-- name: mark_sent
+-- The provider accepted the message; a secret body is replaced by its redacted form.
+UPDATE sms_messages
+SET status = 'sent', provider = $2, provider_sid = $3, sent_at = $4, updated_at = $4,
+    lease_until = NULL, error_code = NULL, error_message = NULL,
+    body = CASE WHEN $5 THEN COALESCE(redacted_body, body) ELSE body END
+WHERE message_id = $1 AND status = 'sending';
+
+-- name: mark_final
+-- A final failure or expiry: never retried; a secret body is redacted.
+UPDATE sms_messages
+SET status = $2, error_code = $3, error_message = $4, updated_at = $5, lease_until = NULL,
+    body = COALESCE(redacted_body, body)
+WHERE message_id = $1 AND status IN ('queued', 'sending');
+
+-- name: release_message
+-- A transient failure: back to the queue for the next try.
+UPDATE sms_messages
+SET status = 'queued', lease_until = NULL, error_code = $2, error_message = $3, updated_at = $4
+WHERE message_id = $1 AND status = 'sending';
+
+-- name: opt_out
+-- Remember that a number opted out of SMS (replied STOP).
+INSERT INTO sms_opt_outs (phone, source) VALUES ($1, $2)
+ON CONFLICT (phone) DO NOTHING;
+
+-- name: recent_sink_messages
+-- The demo sink's latest messages, newest first (GET /dev/sms).
+SELECT message_id::text AS message_id, to_phone, purpose, body, status, created_at, sent_at
+FROM sms_messages
+WHERE provider = 'sink' AND ($1::text IS NULL OR to_phone = $1)
+ORDER BY created_at DESC, message_id
+LIMIT $2;
+
+-- name: redact_expired
+-- Redact secret bodies of messages that expired before they could be sent.
+UPDATE sms_messages
+SET status = 'expired', body = redacted_body, lease_until = NULL, updated_at = $1
+WHERE redacted_body IS NOT NULL AND expires_at < $1
+  AND status IN ('queued', 'sending') AND (lease_until IS NULL OR lease_until < $1);

@@ -1,0 +1,1 @@
+"""Stand-ins for the outside services Voltway talks to (tests, demo, bench)."""
