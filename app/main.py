@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +17,8 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from app.admin import routes as admin_routes
+from app.chargers import routes as charger_routes
+from app.connectivity import routes as connectivity_routes
 from app.core.auth import provide_driver, provide_staff
 from app.core.clock import provide_clock
 from app.core.db import create_pool, provide_db
@@ -36,16 +39,18 @@ ROUTES: list[Any] = [
     *health_routes.ROUTES,
     *admin_routes.ROUTES,
     *fleet_routes.ROUTES,
+    *connectivity_routes.ROUTES,
     *discovery_routes.ROUTES,
     *identity_routes.ROUTES,
     *notification_routes.ROUTES,
+    *charger_routes.ROUTES,
 ]
 # Domain lifespans run after the core one (pool, Redis) has started.
-LIFESPANS: list[Any] = [discovery_routes.lifespan]
+LIFESPANS: list[Any] = [charger_routes.lifespan, discovery_routes.lifespan]
 
 # Outermost first: request id + metrics around everything, then Idempotency-Key replays.
 MIDDLEWARE: list[Any] = [
-    DefineMiddleware(ObservabilityMiddleware, access_log=True),  # type: ignore[arg-type]
+    DefineMiddleware(ObservabilityMiddleware, access_log=os.environ.get("ACCESS_LOG", "1") != "0"),  # type: ignore[arg-type]
     IdempotencyMiddleware,
 ]
 

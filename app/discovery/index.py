@@ -6,7 +6,7 @@ worker holds the fleet in compact arrays and answers nearby search without a dat
 round trip; `app/discovery/live.py` keeps it fresh from PostgreSQL NOTIFY deltas.
 
 Layout (for 1,000,000 connectors ≈ 100 MB per worker):
-- sites, sorted by a 0.05° grid-cell key: numpy lat/lon/key arrays, connector ranges, and
+- sites, sorted by a 0.01° grid-cell key: numpy lat/lon/key arrays, connector ranges, and
   a pre-rendered JSON prefix with the site's static fields;
 - connectors, contiguous per site: `bytearray` type/status codes, `array` charger index,
   power and OCPP connector number, 16-byte UUIDs (rendered to JSON lazily, cached per site);
@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from app.discovery.geodesy import approx_m, geodesic_m
 
-CELL_DEG = 0.05
+CELL_DEG = 0.01
 NX = int(360 / CELL_DEG)
 # approx_m is within 0.6 m of the geodesic up to 75 km; candidates this close to the
 # radius are decided with Vincenty.
@@ -114,20 +114,19 @@ class FleetIndex:
     site_lon: NDArray[np.float64]
     site_key: NDArray[np.int64]
     site_seq: NDArray[np.int64]
-    site_uuid: list[bytes]
-    site_static: list[bytes]
-    site_tz: list[str]
+    site_static_blob: bytes
+    site_static_off: NDArray[np.int64]
     site_conn_start: array[int]
     site_conn_end: array[int]
     # connectors, contiguous per site
-    conn_uuid: list[bytes]
+    conn_uuid: NDArray[Any]
     conn_charger: array[int]
     conn_no: array[int]
     conn_power_w: array[int]
     conn_type: bytearray
     conn_status: bytearray
     # chargers
-    charger_uuid: list[bytes]
+    charger_uuid: NDArray[Any]
     charger_visible: bytearray
     # lookups by sequence number and by UUID
     conn_seq_sorted: NDArray[np.int64]
@@ -172,24 +171,30 @@ class FleetIndex:
         )
         charger_order = np.argsort(charger_seq)
         site_uuids = np.array([s.site_id for s in sites], dtype="S16")
+        # One blob + offsets rather than 250k small bytes objects: long-lived small
+        # objects scattered among the load's temporaries would pin the allocator's arenas.
+        statics = [_site_static(s) for s in sites]
+        static_off = np.zeros(len(statics) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in statics], out=static_off[1:])
+        static_blob = b"".join(statics)
+        del statics
         uuid_order = np.argsort(site_uuids)
         return cls(
             site_lat=lat,
             site_lon=lon,
             site_key=keys,
             site_seq=np.fromiter((s.site_seq for s in sites), dtype=np.int64, count=len(sites)),
-            site_uuid=[s.site_id for s in sites],
-            site_static=[_site_static(s) for s in sites],
-            site_tz=[s.timezone for s in sites],
+            site_static_blob=static_blob,
+            site_static_off=static_off,
             site_conn_start=start,
             site_conn_end=end,
-            conn_uuid=[c.connector_id for c in conns],
+            conn_uuid=np.array([c.connector_id for c in conns], dtype="S16"),
             conn_charger=array("i", (charger_pos[c.charger_seq] for c in conns)),
             conn_no=array("b", (c.connector_no for c in conns)),
             conn_power_w=array("i", (c.power_w for c in conns)),
             conn_type=bytearray(TYPE_CODE[c.type] for c in conns),
             conn_status=bytearray(STATUS_CODE[c.status] for c in conns),
-            charger_uuid=[c.charger_id for c in chargers],
+            charger_uuid=np.array([c.charger_id for c in chargers], dtype="S16"),
             charger_visible=charger_visible,
             conn_seq_sorted=conn_seq[conn_order],
             conn_seq_pos=conn_order.astype(np.int64),
@@ -266,7 +271,20 @@ class FleetIndex:
 
     def search(self, q: Query) -> list[tuple[int, float, list[int]]]:
         """Nearest sites with at least one matching live connector:
-        [(site, distance_m, [connector positions])], nearest first."""
+        [(site, distance_m, [connector positions])], nearest first.
+
+        Searches a small disc first and widens it (×4) until `limit` matches lie inside
+        it or the requested radius is reached: every site within the disc is examined, so
+        the matches found are the true nearest, and dense cities cost little."""
+        r = min(q.radius_m, 1000.0)
+        while True:
+            sub = Query(q.lat, q.lon, r, q.limit, q.connector_type, q.min_power_w, q.available_only)
+            hits = self._search_disc(sub)
+            if len(hits) >= q.limit or r >= q.radius_m:
+                return hits
+            r = min(q.radius_m, r * 4)
+
+    def _search_disc(self, q: Query) -> list[tuple[int, float, list[int]]]:
         idx, dist = self.candidates(q)
         if len(idx) == 0:
             return []
@@ -326,9 +344,9 @@ class FleetIndex:
             start = self.site_conn_start[site]
             frags = [
                 b'{"connector_id":"'
-                + _uuid_text(self.conn_uuid[j])
+                + _uuid_text(self.conn_uuid[j].tobytes())
                 + b'","charger_id":"'
-                + _uuid_text(self.charger_uuid[self.conn_charger[j]])
+                + _uuid_text(self.charger_uuid[self.conn_charger[j]].tobytes())
                 + b'","connector_no":'
                 + str(self.conn_no[j]).encode()
                 + b',"type":"'
@@ -355,8 +373,9 @@ class FleetIndex:
             if distance_m is None
             else b',"distance_m":' + f"{distance_m:.1f}".encode()
         )
+        off = self.site_static_off
         return (
-            self.site_static[site]
+            self.site_static_blob[off[site] : off[site + 1]]
             + dist
             + b',"available_count":'
             + str(available).encode()
