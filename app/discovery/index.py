@@ -9,7 +9,8 @@ Layout (for 1,000,000 connectors ≈ 100 MB per worker):
 - sites, sorted by a 0.01° grid-cell key: numpy lat/lon/key arrays, connector ranges, and
   a pre-rendered JSON prefix with the site's static fields;
 - connectors, contiguous per site: `bytearray` type/status codes, `array` charger index,
-  power and OCPP connector number, 16-byte UUIDs (rendered to JSON lazily, cached per site);
+  power and OCPP connector number, UUID text in numpy `S36` arrays (JSON fragments
+  built lazily, cached per site);
 - chargers: a `bytearray` visibility flag (connectivity online/degraded) and UUIDs;
 - sorted sequence numbers (`*_seq` columns) to apply deltas by key without dicts.
 """
@@ -29,7 +30,7 @@ from numpy.typing import NDArray
 from app.discovery.geodesy import approx_m, geodesic_m
 
 CELL_DEG = 0.01
-NX = int(360 / CELL_DEG)
+NX = round(360 / CELL_DEG)
 # approx_m is within 0.6 m of the geodesic up to 75 km; candidates this close to the
 # radius are decided with Vincenty.
 EDGE_MARGIN_M = 1.0
@@ -42,7 +43,7 @@ STATUS_CODE = {s: i for i, s in enumerate(STATUSES)}
 STATUS_JSON = [s.encode() + b'"}' for s in STATUSES]
 AVAILABLE = STATUS_CODE["AVAILABLE"]
 VISIBLE_STATES = frozenset({"online", "degraded"})
-FRAGMENT_CACHE_SITES = 60_000
+FRAGMENT_CACHE_SITES = 40_000
 
 
 def grid_key(lat: NDArray[np.float64], lon: NDArray[np.float64]) -> NDArray[np.int64]:
@@ -188,13 +189,13 @@ class FleetIndex:
             site_static_off=static_off,
             site_conn_start=start,
             site_conn_end=end,
-            conn_uuid=np.array([c.connector_id for c in conns], dtype="S16"),
+            conn_uuid=np.array([_uuid_text(c.connector_id) for c in conns], dtype="S36"),
             conn_charger=array("i", (charger_pos[c.charger_seq] for c in conns)),
             conn_no=array("b", (c.connector_no for c in conns)),
             conn_power_w=array("i", (c.power_w for c in conns)),
             conn_type=bytearray(TYPE_CODE[c.type] for c in conns),
             conn_status=bytearray(STATUS_CODE[c.status] for c in conns),
-            charger_uuid=np.array([c.charger_id for c in chargers], dtype="S16"),
+            charger_uuid=np.array([_uuid_text(c.charger_id) for c in chargers], dtype="S36"),
             charger_visible=charger_visible,
             conn_seq_sorted=conn_seq[conn_order],
             conn_seq_pos=conn_order.astype(np.int64),
@@ -344,9 +345,9 @@ class FleetIndex:
             start = self.site_conn_start[site]
             frags = [
                 b'{"connector_id":"'
-                + _uuid_text(self.conn_uuid[j].tobytes())
+                + self.conn_uuid[j]
                 + b'","charger_id":"'
-                + _uuid_text(self.charger_uuid[self.conn_charger[j]].tobytes())
+                + self.charger_uuid[self.conn_charger[j]]
                 + b'","connector_no":'
                 + str(self.conn_no[j]).encode()
                 + b',"type":"'

@@ -62,19 +62,27 @@ class LiveIndex:
         self._rebuild_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._listen_conn: asyncpg.Connection | None = None
+        self._listening = asyncio.Event()
         self._stopping = False
 
     async def start(self, pool: asyncpg.Pool) -> None:
+        # Listen first, then load: a change committed during the load is either in the
+        # loaded rows or heard (and re-applied afterwards), never lost.
+        self._tasks = [asyncio.create_task(self._listen_forever(), name="discovery-listen")]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), timeout=5)
+        self._pending = []
         try:
             self.index = await load_index(pool)
             self.loaded_at = time.monotonic()
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("discovery index not loaded at start-up (%r); retrying", exc)
             self._rebuild_requested.set()
-        self._tasks = [
-            asyncio.create_task(self._listen_forever(), name="discovery-listen"),
-            asyncio.create_task(self._rebuild_loop(), name="discovery-rebuild"),
-        ]
+        pending, self._pending = self._pending, None
+        for payload in pending:
+            if payload[:1] != "f":
+                self.apply(payload)
+        self._tasks.append(asyncio.create_task(self._rebuild_loop(), name="discovery-rebuild"))
 
     async def stop(self) -> None:
         self._stopping = True
@@ -121,8 +129,9 @@ class LiveIndex:
                 conn = await asyncpg.connect(self.dsn, timeout=5)
                 self._listen_conn = conn
                 await conn.add_listener(CHANNEL, self._on_notify)
-                if self.loaded_at:  # we may have missed deltas while disconnected
+                if self._listening.is_set():  # a reconnect: deltas may have been missed
                     self._rebuild_requested.set()
+                self._listening.set()
                 delay = 0.2
                 while not conn.is_closed():
                     await asyncio.sleep(1.0)
