@@ -164,6 +164,8 @@ def run() -> int:
     signal.signal(signal.SIGTERM, stop)
 
     if _wait_ready(port, procs):
+        if demo and os.environ.get("DEMO_SIMULATOR", "1") != "0":
+            procs.append(_start_demo_chargers(env["DATABASE_URL"], port, child_env))
         _print_tour(port, creds)
     else:
         stopping = True
@@ -181,6 +183,20 @@ def run() -> int:
         _services.stop()
     print("stopped.", flush=True)
     return 0
+
+
+def _start_demo_chargers(
+    database_url: str, port: int, child_env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """Every demo charger connects over OCPP from a simulator process (app/sim)."""
+    from app.chargers.demo import simulator_command, write_demo_chargers
+
+    path = data_dir() / "demo-chargers.json"
+    count = write_demo_chargers(database_url, path)
+    print(f"demo: {count} simulated chargers connecting over OCPP", flush=True)
+    return subprocess.Popen(  # noqa: S603 - our own entry point
+        simulator_command(sys.executable, port, path), env=child_env
+    )
 
 
 def _has_uvloop() -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 from arq import cron
 from arq.connections import RedisSettings
 
+from app.connectivity.tasks import close_client, sweep_connectivity
 from app.core.db import create_pool
 from app.core.observability import configure_logging
 from app.core.settings import get_settings
@@ -29,6 +30,7 @@ async def startup(ctx: dict[str, Any]) -> None:
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     await close_sender(ctx)
+    await close_client(ctx)
     await ctx["pool"].close()
 
 
@@ -39,6 +41,8 @@ CRON_JOBS: list[Any] = [
     cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True, unique=True),
     cron(redact_expired_sms, minute=set(range(0, 60, 5)), second=30, unique=True),
     cron(purge_expired_identity, minute=17, second=0, unique=True),
+    # Connectivity platform sweep (a no-op without CONTROL_CENTER_API_BASE).
+    cron(sweep_connectivity, second=45, unique=True, timeout=50),
 ]
 
 

@@ -93,6 +93,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     twilio_api_base: str = ""
     twilio_timeout_s: float = 10.0
     twilio_max_retries: int = 3
+    # Connectivity platform (INTEGRATIONS.md §2). Without a push secret every push is refused.
+    control_center_api_base: str = ""
+    control_center_username: str = ""
+    control_center_api_key: str = ""
+    control_center_push_secret: str = ""
+    control_center_push_max_age_s: float = 300.0
+    control_center_requests_per_s: float = 5.0
+    control_center_stale_after_s: float = 900.0
+    # OCPP 1.6J link (INTEGRATIONS.md §1-2): heartbeat interval given at boot, and how long
+    # a dropped socket may stay down before the charger counts as offline.
+    ocpp_heartbeat_interval_s: int = 60
+    ocpp_offline_grace_s: float = 60.0
+    ocpp_max_frame_bytes: int = 65536
 
     @property
     def twilio_configured(self) -> bool:
@@ -156,4 +169,14 @@ def get_settings() -> Settings:
         twilio_api_base=os.environ.get("TWILIO_API_BASE", ""),
         twilio_timeout_s=_float("TWILIO_TIMEOUT_S", 10.0),
         twilio_max_retries=_int("TWILIO_MAX_RETRIES", 3),
+        control_center_api_base=os.environ.get("CONTROL_CENTER_API_BASE", ""),
+        control_center_username=os.environ.get("CONTROL_CENTER_USERNAME", ""),
+        control_center_api_key=os.environ.get("CONTROL_CENTER_API_KEY", ""),
+        control_center_push_secret=os.environ.get("CONTROL_CENTER_PUSH_SECRET", ""),
+        control_center_push_max_age_s=_float("CONTROL_CENTER_PUSH_MAX_AGE_S", 300.0),
+        control_center_requests_per_s=_float("CONTROL_CENTER_REQUESTS_PER_S", 5.0),
+        control_center_stale_after_s=_float("CONTROL_CENTER_STALE_AFTER_S", 900.0),
+        ocpp_heartbeat_interval_s=_int("OCPP_HEARTBEAT_INTERVAL_S", 60),
+        ocpp_offline_grace_s=_float("OCPP_OFFLINE_GRACE_S", 60.0),
+        ocpp_max_frame_bytes=_int("OCPP_MAX_FRAME_BYTES", 65536),
     )

@@ -1,0 +1,1 @@
+"""Charger link: the OCPP 1.6J central system (INTEGRATIONS.md §1)."""

@@ -1,0 +1,95 @@
+"""The platform sweep (arq cron): `GET /devices?modifiedSince=` since the last good sweep,
+folded into the chargers' platform signals.
+
+If the platform cannot be reached, nothing changes state: the last known signals stay and
+only `stale` turns true once they are older than `CONTROL_CENTER_STALE_AFTER_S`, so the
+fleet is never hidden wholesale because the platform is down.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from app.connectivity import service
+from app.connectivity.client import ClientConfig, ControlCenterClient, ControlCenterError
+from app.core.clock import Clock
+from app.core.settings import Settings
+from app.core.sql import Q
+
+log = logging.getLogger("app.connectivity.tasks")
+
+# The listing has no modification dates: resume a little before the last sweep started.
+SWEEP_MARGIN: Final = timedelta(minutes=2)
+FIRST_SINCE: Final = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def build_client(settings: Settings) -> ControlCenterClient | None:
+    if not settings.control_center_api_base:
+        return None
+    return ControlCenterClient(
+        settings.control_center_api_base,
+        settings.control_center_username,
+        settings.control_center_api_key,
+        config=ClientConfig(requests_per_s=settings.control_center_requests_per_s),
+    )
+
+
+async def close_client(ctx: dict[str, Any]) -> None:
+    """Worker shutdown: close the platform client's HTTP session."""
+    client = ctx.pop("control_center_client", None)
+    if client is not None:
+        await client.aclose()
+
+
+async def sweep_connectivity(ctx: dict[str, Any]) -> dict[str, Any]:
+    """One incremental sweep; returns what it did (for arq's result and the tests)."""
+    settings: Settings = ctx["settings"]
+    pool = ctx["pool"]
+    clock: Clock = ctx.get("clock") or Clock()
+    client: ControlCenterClient | None = ctx.get("control_center_client")
+    if client is None:
+        client = build_client(settings)
+        if client is None:
+            return {"ok": False, "skipped": "CONTROL_CENTER_API_BASE is not set"}
+        ctx["control_center_client"] = client
+    started = clock.now()
+    cursor = await pool.fetchval(Q("connectivity.sweep_cursor"))
+    since = FIRST_SINCE if cursor is None else cursor - SWEEP_MARGIN
+    statuses: dict[str, str | None] = {}
+    try:
+        async for device in client.iter_modified_devices(since):
+            statuses[device.iccid] = device.status  # a later record is newer
+    except ControlCenterError as exc:
+        log.warning(
+            "connectivity sweep failed: %s %s %s", exc.status, exc.error_code, exc.error_message
+        )
+        bound = started - timedelta(seconds=settings.control_center_stale_after_s)
+        async with pool.acquire() as conn, conn.transaction():
+            result = await conn.execute(Q("connectivity.mark_stale"), bound)
+            await conn.execute(
+                Q("connectivity.save_sweep_error"), f"{exc.status} {exc.error_code}", started
+            )
+        return {"ok": False, "error": exc.error_code, "marked_stale": int(result.split()[-1])}
+
+    config = service.health_config(settings.control_center_stale_after_s)
+    changed = 0
+    async with pool.acquire() as conn, conn.transaction():
+        ours = [
+            r["iccid"] for r in await conn.fetch(Q("connectivity.fleet_iccids"), list(statuses))
+        ]
+        for iccid in sorted(ours):  # a fixed lock order
+            record = await conn.fetchrow(Q("connectivity.charger_by_iccid_for_update"), iccid)
+            if record is None:
+                continue
+            row = service.charger_row(record)
+            status = statuses.get(iccid)
+            if status and service.is_newer(started, row.sim_status_at):
+                row.sim_status, row.sim_status_at = status.strip().upper(), started
+            row.platform_last_ok_at = started
+            if await service.settle(conn, row, config, started, source="sweep"):
+                changed += 1
+        await conn.execute(Q("connectivity.touch_platform_ok"), started)
+        await conn.execute(Q("connectivity.save_sweep_ok"), started)
+    return {"ok": True, "devices": len(statuses), "fleet": len(ours), "changed": changed}

@@ -1,0 +1,117 @@
+-- name: credentials
+-- A charger's id, password hash and registered ICCID by its OCPP identity.
+SELECT charger_id, ocpp_password_hash, iccid FROM chargers WHERE charge_point_id = $1;
+
+-- name: claim_link
+-- This connection now holds the charger (replaces any earlier one, in any process).
+INSERT INTO ocpp_links (charger_id, connection_id, connected_at, disconnected_at)
+VALUES ($1, $2, now(), NULL)
+ON CONFLICT (charger_id) DO UPDATE
+   SET connection_id = EXCLUDED.connection_id, connected_at = now(), disconnected_at = NULL;
+
+-- name: release_link
+-- The socket of this connection closed; true when it was still the current one.
+UPDATE ocpp_links SET disconnected_at = now()
+ WHERE charger_id = $1 AND connection_id = $2
+RETURNING true;
+
+-- name: link_is_current_and_down
+-- Whether this connection is still the charger's latest and has been closed.
+SELECT EXISTS (SELECT 1 FROM ocpp_links WHERE charger_id = $1 AND connection_id = $2
+                                         AND disconnected_at IS NOT NULL);
+
+-- name: record_boot
+-- Keep what the charger said at boot on its link row.
+UPDATE ocpp_links SET boot_iccid = $2, boot_info = $3 WHERE charger_id = $1;
+
+-- name: bind_iccid
+-- First boot with a SIM: bind the charger to the ICCID it reports.
+UPDATE chargers SET iccid = $2, updated_at = now() WHERE charger_id = $1 AND iccid IS NULL;
+
+-- name: connectivity_for_update
+-- The charger's connectivity row, locked for a state change.
+SELECT state, reason FROM charger_connectivity WHERE charger_id = $1 FOR UPDATE;
+
+-- name: set_connectivity
+-- Set the connectivity verdict (and last seen, when given).
+UPDATE charger_connectivity
+   SET state = $2, reason = $3, last_seen_at = COALESCE($4, last_seen_at),
+       changed_at = CASE WHEN (state, reason) IS DISTINCT FROM ($2, $3) THEN now()
+                         ELSE changed_at END
+ WHERE charger_id = $1;
+
+-- name: record_connectivity_change
+-- One row of the connectivity history.
+INSERT INTO connectivity_changes (charger_id, from_state, to_state, reason, source)
+VALUES ($1, $2, $3, $4, $5);
+
+-- name: touch
+-- A message arrived from the charger: it was seen now.
+UPDATE charger_connectivity SET last_seen_at = $2 WHERE charger_id = $1;
+
+-- name: set_connector_status
+-- A connector's status from StatusNotification (only this charger's connectors).
+UPDATE connectors SET status = $3, status_at = $4, updated_at = now()
+ WHERE charger_id = $1 AND connector_no = $2 AND status IS DISTINCT FROM $3
+RETURNING connector_no;
+
+-- name: set_all_connector_statuses
+-- Connector 0 (the whole charger) reported Unavailable/Faulted: every connector follows.
+UPDATE connectors SET status = $2, status_at = $3, updated_at = now()
+ WHERE charger_id = $1 AND status IS DISTINCT FROM $2;
+
+-- name: set_open_session_status
+-- The open session on a connector follows the connector's OCPP status.
+UPDATE charging_sessions SET status = $3, updated_at = now()
+ WHERE charger_id = $1 AND connector_no = $2 AND ended_at IS NULL AND status <> $3
+   AND status <> 'FAILED';
+
+-- name: driver_by_id_tag
+-- The driver an OCPP idTag belongs to (case-insensitive).
+SELECT driver_id FROM drivers WHERE upper(id_tag) = upper($1);
+
+-- name: connector_of_charger
+-- A connector of this charger by its OCPP connector number.
+SELECT connector_id FROM connectors WHERE charger_id = $1 AND connector_no = $2;
+
+-- name: start_session
+-- Open a charging session; a repeated StartTransaction returns the same transaction id.
+INSERT INTO charging_sessions AS s (charger_id, connector_id, connector_no, id_tag,
+                                    id_tag_status, driver_id, reservation_id, status,
+                                    meter_start_wh, started_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+ON CONFLICT (charger_id, connector_no, started_at) DO UPDATE SET updated_at = s.updated_at
+RETURNING s.transaction_id, s.id_tag_status;
+
+-- name: stop_session
+-- Close an open session of this charger (a repeated StopTransaction changes nothing).
+UPDATE charging_sessions
+   SET meter_stop_wh = $3, ended_at = $4, stop_reason = $5,
+       energy_wh = GREATEST($3 - meter_start_wh, 0), power_w = 0,
+       status = CASE WHEN status = 'FAILED' THEN 'FAILED' ELSE 'COMPLETED' END,
+       updated_at = now()
+ WHERE charger_id = $1 AND transaction_id = $2 AND ended_at IS NULL
+RETURNING transaction_id, id_tag_status;
+
+-- name: session_of_charger
+-- A session of this charger by transaction id.
+SELECT transaction_id, connector_no, meter_start_wh, ended_at, id_tag_status
+  FROM charging_sessions WHERE charger_id = $1 AND transaction_id = $2;
+
+-- name: insert_samples
+-- Meter samples of one MeterValues/StopTransaction message.
+INSERT INTO meter_samples (charger_id, connector_no, transaction_id, at, measurand, value,
+                           unit, context, phase)
+SELECT $1, $2, $3, * FROM unnest($4::timestamptz[], $5::text[], $6::float8[], $7::text[],
+                                 $8::text[], $9::text[]);
+
+-- name: update_session_live
+-- The session's live state from the latest meter values (only newer samples win).
+UPDATE charging_sessions
+   SET energy_wh = CASE WHEN $3::bigint IS NULL THEN energy_wh
+                        ELSE GREATEST($3::bigint - meter_start_wh, 0) END,
+       power_w = COALESCE($4::integer, power_w),
+       soc_percent = COALESCE($5::float8, soc_percent),
+       last_meter_at = $6, updated_at = now()
+ WHERE charger_id = $1 AND transaction_id = $2 AND ended_at IS NULL
+   AND (last_meter_at IS NULL OR last_meter_at <= $6);
