@@ -97,6 +97,13 @@ def _print_tour(port: int, creds: dict[str, object] | None) -> None:
             f"  curl -s '{base}/admin/v1/fleet/chargers?connectivity=offline&limit=3' "
             '-H "authorization: Bearer $TOKEN"',
             f"  curl -s '{base}/admin/v1/audit-log?limit=5' -H \"authorization: Bearer $TOKEN\"",
+            "",
+            "Drivers (the demo SMS sink prints the code; also GET /dev/sms):",
+            f"  curl -s '{base}/v1/chargers/nearby?lat=52.52&lon=13.405&limit=3'",
+            f"  curl -s {base}/v1/auth/otp -H 'content-type: application/json' "
+            '-d \'{"phone":"+4915112345678"}\'',
+            f"  curl -s {base}/v1/auth/token -H 'content-type: application/json' "
+            '-d \'{"challenge_id":"<challenge_id>","code":"<code>"}\'',
         ]
     lines.append("\nCtrl-C stops everything.\n")
     print("\n".join(lines), flush=True)
