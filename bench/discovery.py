@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import asyncpg
@@ -34,8 +31,9 @@ import asyncpg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.core.embedded import Services, dsn_for_database, free_port  # noqa: E402
+from app.core.embedded import Services, dsn_for_database  # noqa: E402
 from app.core.migrations import migrate  # noqa: E402
+from bench._service import RunningService, running_service  # noqa: E402
 
 CITIES = [
     ("Europe/Berlin", 52.52, 13.405),
@@ -196,68 +194,46 @@ def main() -> int:
     services = Services(ROOT / ".data")
     env = services.start()
     db = asyncio.run(build_fleet(env["DATABASE_URL"], args.rebuild))
-    port = free_port()
-    child_env = {
-        **os.environ,
+    env = {
         **env,
         "DATABASE_URL": db,
-        "APP_DEMO": "0",
-        "APP_PORT": str(port),
-        "LOG_LEVEL": "WARNING",
         "ACCESS_LOG": "0",
         "DISCOVERY_RATE_PER_S": "0",
         "REDIS_NAMESPACE": "bench-discovery",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "run"],
-        env=child_env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        base = f"http://127.0.0.1:{port}"
-        t0 = time.monotonic()
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/health/ready", timeout=2) as r:  # noqa: S310
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() - t0 > 300:
-                    raise
-                time.sleep(0.5)
-        print(f"service ready in {time.monotonic() - t0:.1f} s (index loaded in both workers)")
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-            f.write(WRK_SCRIPT % ", ".join(f"{{{lat}, {lon}}}" for _, lat, lon in CITIES))
-            script = f.name
-        run_wrk(base + "/health/live", 3, None)  # warm-up
-        run_wrk(base + "/", 3, script)
-        hello = run_wrk(base + "/health/live", args.seconds, None)
-        search = run_wrk(base + "/", args.seconds, script)
-        rss = worker_rss_mb(proc.pid)
-        ratio = search["rps"] / hello["rps"]
-        print(
-            f"hello  /health/live        {hello['rps']:9.0f} req/s  p50 {hello['p50']:.2f} ms  "
-            f"p99 {hello['p99']:.2f} ms"
-        )
-        print(
-            f"search /v1/chargers/nearby {search['rps']:9.0f} req/s  p50 {search['p50']:.2f} ms  "
-            f"p99 {search['p99']:.2f} ms  non-2xx {search['errors']:.0f}"
-        )
-        print(
-            f"ratio {ratio:.2f} (target ≥ 0.5)   p99 {search['p99']:.1f} ms (target ≤ 25)   "
-            f"API worker RSS {', '.join(f'{r:.0f}' for r in rss)} MB (target ≤ 400)"
-        )
-        ok = ratio >= 0.5 and search["p99"] <= 25 and all(r <= 400 for r in rss)
-        return 0 if ok else 1
+        with running_service(env, ready_timeout_s=300) as service:
+            print(f"service ready in {service.ready_after_s:.1f} s (index loaded in both workers)")
+            return measure(service, args.seconds)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         services.stop()
+
+
+def measure(service: RunningService, seconds: int) -> int:
+    base, proc = service.base, service.proc
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(WRK_SCRIPT % ", ".join(f"{{{lat}, {lon}}}" for _, lat, lon in CITIES))
+        script = f.name
+    run_wrk(base + "/health/live", 3, None)  # warm-up
+    run_wrk(base + "/", 3, script)
+    hello = run_wrk(base + "/health/live", seconds, None)
+    search = run_wrk(base + "/", seconds, script)
+    rss = worker_rss_mb(proc.pid)
+    ratio = search["rps"] / hello["rps"]
+    print(
+        f"hello  /health/live        {hello['rps']:9.0f} req/s  p50 {hello['p50']:.2f} ms  "
+        f"p99 {hello['p99']:.2f} ms"
+    )
+    print(
+        f"search /v1/chargers/nearby {search['rps']:9.0f} req/s  p50 {search['p50']:.2f} ms  "
+        f"p99 {search['p99']:.2f} ms  non-2xx {search['errors']:.0f}"
+    )
+    print(
+        f"ratio {ratio:.2f} (target ≥ 0.5)   p99 {search['p99']:.1f} ms (target ≤ 25)   "
+        f"API worker RSS {', '.join(f'{r:.0f}' for r in rss)} MB (target ≤ 400)"
+    )
+    ok = ratio >= 0.5 and search["p99"] <= 25 and all(r <= 400 for r in rss)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

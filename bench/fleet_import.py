@@ -16,11 +16,9 @@ import asyncio
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import asyncpg
@@ -30,7 +28,8 @@ import pyotp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.core.embedded import Services, dsn_for_database, free_port  # noqa: E402
+from app.core.embedded import Services, dsn_for_database  # noqa: E402
+from bench._service import RunningService, running_service  # noqa: E402
 
 CITIES = [
     (52.52, 13.405, "Europe/Berlin"),
@@ -110,16 +109,7 @@ def main() -> int:
     services = Services(ROOT / ".data")
     env = services.start()
     db = asyncio.run(reset_database(env["DATABASE_URL"], "voltway_bench_import"))
-    port = free_port()
-    child_env = {
-        **os.environ,
-        **env,
-        "DATABASE_URL": db,
-        "APP_DEMO": "0",
-        "APP_PORT": str(port),
-        "LOG_LEVEL": "WARNING",
-        "REDIS_NAMESPACE": "bench-import",
-    }
+    env = {**env, "DATABASE_URL": db, "REDIS_NAMESPACE": "bench-import"}
     secret = pyotp.random_base32()
     subprocess.run(
         [
@@ -137,71 +127,54 @@ def main() -> int:
             "--totp-secret",
             secret,
         ],
-        env=child_env,
+        env={**os.environ, **env},
         check=True,
         cwd=ROOT,
         capture_output=True,
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "run"],
-        env=child_env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/health/ready", timeout=1) as r:  # noqa: S310
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
-        body = json.dumps(fleet(args.chargers)).encode()
-        with httpx.Client(base_url=base, timeout=120) as http:
-            token = http.post(
-                "/admin/v1/auth/login",
-                json={
-                    "email": "bench@example.com",
-                    "password": "bench password 1",
-                    "totp_code": pyotp.TOTP(secret).now(),
-                },
-            ).json()["access_token"]
-            headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-            rows = []
-            for label in ("create", "re-import (idempotent)"):
-                t0 = time.perf_counter()
-                r = http.post("/admin/v1/fleet/import", content=body, headers=headers)
-                elapsed = time.perf_counter() - t0
-                r.raise_for_status()
-                result = r.json()
-                rows.append(
-                    (label, elapsed, result["created"], result["updated"], len(result["failed"]))
-                )
-        peak = rss_mb(proc.pid)
-        print(
-            f"fleet import: {args.chargers} chargers, {args.chargers * 3} connectors, "
-            f"{len(body) / 1e6:.1f} MB JSON"
-        )
-        for label, elapsed, created, updated, failed in rows:
-            verdict = "PASS" if elapsed <= 10 else "FAIL"
-            print(
-                f"  {label:24s} {elapsed:6.2f} s  created={created} updated={updated} "
-                f"failed={failed}  [{verdict} ≤ 10 s]"
-            )
-        print(f"  RSS of the service tree after the imports: {peak:.0f} MB")
-        return 0 if all(r[1] <= 10 for r in rows) else 1
+        with running_service(env) as service:
+            return measure(service, args.chargers, secret)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         services.stop()
+
+
+def measure(service: RunningService, chargers: int, secret: str) -> int:
+    base, proc = service.base, service.proc
+    body = json.dumps(fleet(chargers)).encode()
+    with httpx.Client(base_url=base, timeout=120) as http:
+        token = http.post(
+            "/admin/v1/auth/login",
+            json={
+                "email": "bench@example.com",
+                "password": "bench password 1",
+                "totp_code": pyotp.TOTP(secret).now(),
+            },
+        ).json()["access_token"]
+        headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+        rows = []
+        for label in ("create", "re-import (idempotent)"):
+            t0 = time.perf_counter()
+            r = http.post("/admin/v1/fleet/import", content=body, headers=headers)
+            elapsed = time.perf_counter() - t0
+            r.raise_for_status()
+            result = r.json()
+            rows.append(
+                (label, elapsed, result["created"], result["updated"], len(result["failed"]))
+            )
+    peak = rss_mb(proc.pid)
+    print(
+        f"fleet import: {chargers} chargers, {chargers * 3} connectors, "
+        f"{len(body) / 1e6:.1f} MB JSON"
+    )
+    for label, elapsed, created, updated, failed in rows:
+        verdict = "PASS" if elapsed <= 10 else "FAIL"
+        print(
+            f"  {label:24s} {elapsed:6.2f} s  created={created} updated={updated} "
+            f"failed={failed}  [{verdict} ≤ 10 s]"
+        )
+    print(f"  RSS of the service tree after the imports: {peak:.0f} MB")
+    return 0 if all(r[1] <= 10 for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,68 @@
+"""Start the real service (`python -m app run`, APP_DEMO=0, 2 API workers) for a bench,
+wait until `/health/ready` answers 200, and stop it (SIGINT, as Ctrl-C would)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.core.embedded import free_port  # noqa: E402
+
+
+@dataclass
+class RunningService:
+    proc: subprocess.Popen[bytes]
+    base: str
+    env: dict[str, str]
+    ready_after_s: float
+
+
+@contextmanager
+def running_service(
+    env: dict[str, str], *, ready_timeout_s: float = 60
+) -> Iterator[RunningService]:
+    port = free_port()
+    child_env = {
+        **os.environ,
+        "APP_DEMO": "0",
+        "LOG_LEVEL": "WARNING",
+        **env,
+        "APP_PORT": str(port),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "run"],
+        env=child_env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        t0 = time.monotonic()
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health/ready", timeout=2) as r:  # noqa: S310
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() - t0 > ready_timeout_s or proc.poll() is not None:
+                    raise
+                time.sleep(0.3)
+        yield RunningService(proc, base, child_env, time.monotonic() - t0)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
