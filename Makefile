@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt openapi openapi-check bench bench-import clean
+.PHONY: help run test lint fmt openapi openapi-check bench bench-import bench-ocpp clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ bench: $(STAMP) ## run every benchmark (see bench/README.md)
 
 bench-import: $(STAMP) ## onboarding 10,000 chargers / 30,000 connectors in one call
 	$(BIN)/python bench/fleet_import.py
+
+bench-ocpp: $(STAMP) ## 10,000 simulated OCPP chargers on one API process, StatusNotification/MeterValues msg/s
+	$(BIN)/python bench/ocpp_load.py
 
 clean: ## remove the venv, node_modules and local data (embedded database included)
 	rm -rf $(VENV) node_modules .data

@@ -34,6 +34,7 @@ from app.fleet import routes as fleet_routes
 from app.health import routes as health_routes
 from app.identity import routes as identity_routes
 from app.notifications import routes as notification_routes
+from app.pricing import routes as pricing_routes
 
 ROUTES: list[Any] = [
     *health_routes.ROUTES,
@@ -44,9 +45,15 @@ ROUTES: list[Any] = [
     *identity_routes.ROUTES,
     *notification_routes.ROUTES,
     *charger_routes.ROUTES,
+    *pricing_routes.ROUTES,
 ]
 # Domain lifespans run after the core one (pool, Redis) has started.
-LIFESPANS: list[Any] = [charger_routes.lifespan, discovery_routes.lifespan]
+LIFESPANS: list[Any] = [
+    connectivity_routes.lifespan,
+    charger_routes.lifespan,
+    pricing_routes.lifespan,
+    discovery_routes.lifespan,
+]
 
 # Outermost first: request id + metrics around everything, then Idempotency-Key replays.
 MIDDLEWARE: list[Any] = [

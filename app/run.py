@@ -135,6 +135,13 @@ def run() -> int:
 
         creds = asyncio.run(seed(env["DATABASE_URL"], data_dir()))
 
+    platform = None
+    if demo and not os.environ.get("CONTROL_CENTER_API_BASE"):
+        # The demo fleet's connectivity platform (sets CONTROL_CENTER_* for the children).
+        from app.connectivity.demo import start_platform
+
+        platform = start_platform(env["DATABASE_URL"], data_dir(), port, child_env)
+
     venv_bin = Path(sys.executable).parent
     procs: list[subprocess.Popen[bytes]] = [
         subprocess.Popen(  # noqa: S603 - our own entry points
@@ -161,6 +168,8 @@ def run() -> int:
         ),
     ]
 
+    if platform is not None:
+        procs.append(platform)
     stopping = False
 
     def stop(*_: object) -> None:
@@ -174,6 +183,10 @@ def run() -> int:
         if demo and os.environ.get("DEMO_SIMULATOR", "1") != "0":
             procs.append(_start_demo_chargers(env["DATABASE_URL"], port, child_env))
         _print_tour(port, creds)
+        if platform is not None:
+            from app.connectivity.demo import tour_lines
+
+            print("\n".join(tour_lines(f"http://127.0.0.1:{port}", data_dir())), flush=True)
     else:
         stopping = True
     while not stopping and all(p.poll() is None for p in procs):

@@ -12,7 +12,8 @@ from typing import Any
 from arq import cron
 from arq.connections import RedisSettings
 
-from app.connectivity.tasks import close_client, sweep_connectivity
+from app.chargers.commands import CommandClient
+from app.connectivity.tasks import close_client, sweep_connectivity, sweep_links
 from app.core.db import create_pool
 from app.core.observability import configure_logging
 from app.core.settings import get_settings
@@ -26,11 +27,14 @@ async def startup(ctx: dict[str, Any]) -> None:
     configure_logging(settings.log_level)
     ctx["settings"] = settings
     ctx["pool"] = await create_pool(settings)
+    # Commands to chargers from jobs: app.chargers.commands.commands_from(ctx).
+    ctx["ocpp_commands"] = CommandClient(settings.redis_url, settings.redis_namespace)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     await close_sender(ctx)
     await close_client(ctx)
+    await ctx["ocpp_commands"].close()
     await ctx["pool"].close()
 
 
@@ -43,6 +47,8 @@ CRON_JOBS: list[Any] = [
     cron(purge_expired_identity, minute=17, second=0, unique=True),
     # Connectivity platform sweep (a no-op without CONTROL_CENTER_API_BASE).
     cron(sweep_connectivity, second=45, unique=True, timeout=50),
+    # Missed heartbeats / sockets down past the grace → offline; long outages → alerts.
+    cron(sweep_links, second={5, 20, 35, 50}, unique=True, timeout=14),
 ]
 
 

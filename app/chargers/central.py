@@ -28,20 +28,34 @@ from ocpp.charge_point import camel_to_snake_case, remove_nones, snake_to_camel_
 from ocpp.exceptions import OCPPError
 from ocpp.routing import on as _ocpp_on
 from ocpp.v16 import ChargePoint, call_result
-from redis.asyncio import Redis
+from prometheus_client import Counter
 
-from app.chargers import service
+from app.chargers import fastpath, service, validation
+from app.chargers.commands import CommandClient, CommandError, command_pattern
 from app.chargers.service import ChargerIdentity
+from app.chargers.writer import OcppWriter
 from app.core.ratelimit import TokenBuckets
 
-# Validate in the event loop's thread: the default hands every message to a thread pool.
+# Validation stays on (INTEGRATIONS.md §1). In the event loop's thread: the library's
+# default hands every message to a thread pool (a thread hop per message); and with the
+# OCPP 1.6 schemas compiled to plain checks (app/chargers/validation.py).
 ocpp.messages.ASYNC_VALIDATION = False
+validation.install()
+fastpath.install()  # cached signatures and key conversions inside the library
 
 OCPP_LOGGER: Final = logging.getLogger("app.chargers.ocpp")
 if OCPP_LOGGER.level == logging.NOTSET:
     OCPP_LOGGER.setLevel(logging.WARNING)
 logging.getLogger("ocpp").setLevel(logging.WARNING)
 log = logging.getLogger("app.chargers")
+
+MESSAGES = Counter(
+    "ocpp_messages_total", "OCPP CALLs from chargers handled (answered), by action", ["action"]
+)
+REPLACED = Counter(
+    "ocpp_connections_replaced_total",
+    "Authenticated OCPP connections closed because the same charger connected again",
+)
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -102,6 +116,7 @@ class CentralSystemCharger(ChargePoint):  # type: ignore[misc]
         adapter: SocketAdapter,
         *,
         pool: asyncpg.Pool,
+        writer: OcppWriter,
         heartbeat_interval_s: int,
         max_frame_bytes: int,
         response_timeout_s: float = 30,
@@ -115,6 +130,7 @@ class CentralSystemCharger(ChargePoint):  # type: ignore[misc]
         self.charger = charger
         self.adapter = adapter
         self.pool = pool
+        self.writer = writer
         self.heartbeat_interval_s = heartbeat_interval_s
         self.max_frame_bytes = max_frame_bytes
         self.connection_id = uuid.uuid4()
@@ -159,6 +175,8 @@ class CentralSystemCharger(ChargePoint):  # type: ignore[misc]
             await self._send(_call_error(unique_id, "ProtocolError", "unknown message type"))
             return
         await super().route_message(raw_msg)
+        if kind == 2:  # (unknown actions are one label: no cardinality from outside)
+            MESSAGES.labels(msg[2] if msg[2] in self.route_map else "other").inc()
 
     # ---------------------------------------------------------------- handlers
 
@@ -183,7 +201,7 @@ class CentralSystemCharger(ChargePoint):  # type: ignore[misc]
         self, connector_id: int, status: str, timestamp: str | None = None, **_: Any
     ) -> Any:
         at = service.parse_timestamp(timestamp) or datetime.now(UTC)
-        await service.status(self.pool, self.charger, connector_id, status, at)
+        await self.writer.status(self.charger, connector_id, status, at)
         return call_result.StatusNotification()
 
     @_on("Authorize")
@@ -248,8 +266,7 @@ class CentralSystemCharger(ChargePoint):  # type: ignore[misc]
         transaction_id: int | None = None,
         **_: Any,
     ) -> Any:
-        await service.meter_values(
-            self.pool,
+        await self.writer.meter_values(
             self.charger,
             connector_no=connector_id,
             transaction_id=transaction_id,
@@ -304,6 +321,7 @@ class OcppHub:
 
     def __init__(self, pool: asyncpg.Pool, *, grace_s: float) -> None:
         self.pool = pool
+        self.writer = OcppWriter(pool)
         self.grace_s = grace_s
         self.connections: dict[str, CentralSystemCharger] = {}
         self._timers: set[asyncio.Task[None]] = set()
@@ -318,6 +336,7 @@ class OcppHub:
         await service.connected(self.pool, cp.charger, cp.connection_id)
         if old is not None and old is not cp:
             self.replaced += 1
+            REPLACED.inc()
             log.warning("a new connection of %s replaces the previous one", cp.id)
             await old.adapter.close(1000, "replaced by a newer connection")
 
@@ -352,23 +371,10 @@ class OcppHub:
             task.cancel()
         for cp in list(self.connections.values()):
             await cp.adapter.close(1001, "server shutting down")
+        await self.writer.close()
 
 
 # ----------------------------------------------------------------- command routing
-
-
-class CommandError(Exception):
-    """A command to a charger failed: not answered in time, or answered with a CallError."""
-
-    def __init__(self, code: str, description: str = "") -> None:
-        super().__init__(f"{code}: {description}" if description else code)
-        self.code = code
-        self.description = description
-
-
-COMMANDS: Final = frozenset(
-    {"RemoteStartTransaction", "RemoteStopTransaction", "ReserveNow", "CancelReservation"}
-)
 
 
 async def call_charger(
@@ -388,89 +394,33 @@ async def call_charger(
     return out
 
 
-class CommandRouter:
-    """Routes commands to whichever API process holds the charger's socket: Redis pub/sub
-    on `<ns>:ocpp:cmd:<charge_point_id>`, the answer on the asking process's own channel."""
+class CommandRouter(CommandClient):
+    """The serving side in every API process: besides asking (:class:`CommandClient`), it
+    listens on `<ns>:ocpp:cmd:*` and runs the commands for chargers this process holds,
+    answering on the asker's reply channel. Others' chargers are ignored (their holder
+    answers; when nobody holds the charger the asker times out)."""
 
     def __init__(self, hub: OcppHub, redis_url: str, namespace: str) -> None:
+        super().__init__(redis_url, namespace)
         self.hub = hub
-        self.redis: Redis = Redis.from_url(redis_url, decode_responses=False)
-        self.namespace = namespace
-        self.reply_channel = f"{namespace}:ocpp:reply:{uuid.uuid4().hex}"
-        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._listener: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def _command_channel(self, charge_point_id: str) -> str:
-        return f"{self.namespace}:ocpp:cmd:{charge_point_id}"
-
-    async def start(self) -> None:
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        await pubsub.psubscribe(f"{self.namespace}:ocpp:cmd:*")
-        await pubsub.subscribe(self.reply_channel)
-        self._listener = asyncio.create_task(self._listen(pubsub))
+    async def _subscribe(self, pubsub: Any) -> None:
+        await pubsub.psubscribe(command_pattern(self.namespace))
+        await super()._subscribe(pubsub)
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
         for task in list(self._tasks):
             task.cancel()
-        await self.redis.aclose()
+        await super().close()
 
-    async def send(
-        self, charge_point_id: str, action: str, payload: dict[str, Any], *, timeout_s: float
-    ) -> dict[str, Any]:
-        """Send `action` (camelCase payload) to the charger wherever it is connected and
-        return its CallResult payload; CommandError on timeout or CallError."""
-        if action not in COMMANDS:
-            raise ValueError(f"not a routed command: {action}")
-        request_id = uuid.uuid4().hex
-        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = answer
-        message = {
-            "id": request_id,
-            "action": action,
-            "payload": payload,
-            "reply_to": self.reply_channel,
-            "timeout_s": timeout_s,
-        }
-        try:
-            await self.redis.publish(self._command_channel(charge_point_id), json.dumps(message))
-            async with asyncio.timeout(timeout_s + 0.5):
-                reply = await answer
-        except TimeoutError:
-            raise CommandError("Timeout", f"no answer from {charge_point_id}") from None
-        finally:
-            self._pending.pop(request_id, None)
-        if not reply.get("ok"):
-            raise CommandError(str(reply.get("code")), str(reply.get("description", "")))
-        result: dict[str, Any] = reply.get("result") or {}
-        return result
-
-    async def _listen(self, pubsub: Any) -> None:
-        try:
-            async for message in pubsub.listen():
-                try:
-                    channel = message["channel"].decode()
-                    body = json.loads(message["data"])
-                except (ValueError, KeyError, AttributeError):
-                    continue
-                if channel == self.reply_channel:
-                    answer = self._pending.get(str(body.get("id")))
-                    if answer is not None and not answer.done():
-                        answer.set_result(body)
-                    continue
-                cp = self.hub.connections.get(channel.rsplit(":", 1)[-1])
-                if cp is None:
-                    continue  # another process holds it (or nobody: the asker times out)
-                task = asyncio.create_task(self._run(cp, body))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+    def _on_command(self, channel: str, body: dict[str, Any]) -> None:
+        cp = self.hub.connections.get(channel.rsplit(":", 1)[-1])
+        if cp is None:
+            return
+        task = asyncio.create_task(self._run(cp, body))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _run(self, cp: CentralSystemCharger, body: dict[str, Any]) -> None:
         reply: dict[str, Any] = {"id": body.get("id")}

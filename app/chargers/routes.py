@@ -125,6 +125,7 @@ async def ocpp_socket(
         charger,
         adapter,
         pool=state.pool,
+        writer=hub.writer,
         heartbeat_interval_s=settings.ocpp_heartbeat_interval_s,
         max_frame_bytes=settings.ocpp_max_frame_bytes,
     )

@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from app.connectivity import service as connectivity
 from app.core.sql import Q
 from app.fleet.service import verify_ocpp_password
 
@@ -35,9 +36,8 @@ SESSION_STATUS: Final[dict[str, str]] = {
     "SuspendedEVSE": "SUSPENDED",
     "Finishing": "FINISHING",
 }
-# Reasons the OCPP link itself decides; platform reasons (SIM, data session) and
-# quarantines are left alone by a boot or heartbeat.
-OCPP_REASONS: Final = frozenset({"ok", "never_connected", "socket_down", "heartbeat_missed"})
+# The link's signals (socket, boot ICCID, last seen) are recorded here; the state is
+# decided by app.connectivity.service.settle from every stored signal.
 SOURCE: Final = "ocpp"
 
 
@@ -60,38 +60,13 @@ async def authenticate(
     return ChargerIdentity(row["charger_id"], charge_point_id, row["iccid"])
 
 
-async def _set_state(
-    conn: asyncpg.Connection,
-    charger_id: uuid.UUID,
-    state: str,
-    reason: str,
-    *,
-    seen_at: datetime | None,
-    only_from_ocpp_reasons: bool,
-) -> bool:
-    """Change the verdict (recording the change); False when a non-OCPP verdict stands."""
-    current = await conn.fetchrow(Q("chargers.connectivity_for_update"), charger_id)
-    if current is None:
-        return False
-    if only_from_ocpp_reasons and current["reason"] not in OCPP_REASONS:
-        if seen_at is not None:
-            await conn.execute(Q("chargers.touch"), charger_id, seen_at)
-        return False
-    await conn.execute(Q("chargers.set_connectivity"), charger_id, state, reason, seen_at)
-    if (current["state"], current["reason"]) != (state, reason):
-        await conn.execute(
-            Q("chargers.record_connectivity_change"),
-            charger_id,
-            current["state"],
-            state,
-            reason,
-            SOURCE,
-        )
-    return True
-
-
 async def connected(pool: asyncpg.Pool, charger: ChargerIdentity, connection_id: uuid.UUID) -> None:
+    """This connection holds the charger now; many connections in a short window alert."""
     await pool.execute(Q("chargers.claim_link"), charger.charger_id, connection_id)
+    async with pool.acquire() as conn:
+        await connectivity.link_opened(
+            conn, charger.charger_id, datetime.now(UTC), connectivity.config_for(pool)
+        )
 
 
 async def disconnected(
@@ -104,72 +79,65 @@ async def disconnected(
 async def went_offline(
     pool: asyncpg.Pool, charger: ChargerIdentity, connection_id: uuid.UUID
 ) -> bool:
-    """After the grace period: offline/socket_down unless a newer connection exists."""
+    """After the grace period: settle (offline/socket_down) unless a newer connection
+    exists; True when the state changed."""
     async with pool.acquire() as conn, conn.transaction():
         still = await conn.fetchval(
             Q("chargers.link_is_current_and_down"), charger.charger_id, connection_id
         )
         if not still:
             return False
-        return await _set_state(
+        _, changed = await connectivity.settle_charger(
             conn,
             charger.charger_id,
-            "offline",
-            "socket_down",
-            seen_at=None,
-            only_from_ocpp_reasons=True,
+            connectivity.config_for(pool).health,
+            datetime.now(UTC),
+            source=SOURCE,
         )
+        return changed
 
 
 async def boot(
     pool: asyncpg.Pool, charger: ChargerIdentity, payload: dict[str, Any], now: datetime
 ) -> str:
-    """Bind or check the SIM, then set the verdict; returns the resulting state."""
+    """Record the boot (the ICCID it reports; the first one binds the charger's SIM) and
+    settle; returns the resulting state (an ICCID other than the registered one, or one
+    registered to another charger, quarantines)."""
     iccid = payload.get("iccid")
     info = {k: v for k, v in payload.items() if isinstance(v, str)}
     async with pool.acquire() as conn, conn.transaction():
+        # The connectivity row first: the lock order of every settle.
+        await conn.fetchrow(Q("chargers.connectivity_for_update"), charger.charger_id)
         await conn.execute(Q("chargers.record_boot"), charger.charger_id, iccid, info)
         registered = await conn.fetchval(
             "SELECT iccid FROM chargers WHERE charger_id = $1", charger.charger_id
         )
-        mismatch = False
         if iccid and registered is None:
             try:
                 async with conn.transaction():
                     await conn.execute(Q("chargers.bind_iccid"), charger.charger_id, iccid)
             except asyncpg.UniqueViolationError:  # that SIM belongs to another charger
-                mismatch = True
-        elif iccid and registered != iccid:
-            mismatch = True
-        if mismatch:
+                registered = "(another charger's)"
+        if iccid and registered is not None and registered != iccid:
             log.warning(
-                "ICCID mismatch at boot of %s: registered %s, reported %s",
+                "ICCID at boot of %s: registered %s, reported %s",
                 charger.charge_point_id,
                 registered,
                 iccid,
             )
-            await _set_state(
-                conn,
-                charger.charger_id,
-                "quarantined",
-                "iccid_mismatch",
-                seen_at=now,
-                only_from_ocpp_reasons=False,
-            )
-            return "quarantined"
-        await _set_state(
-            conn, charger.charger_id, "online", "ok", seen_at=now, only_from_ocpp_reasons=True
+        await conn.execute(Q("chargers.touch"), charger.charger_id, now)
+        row, _ = await connectivity.settle_charger(
+            conn, charger.charger_id, connectivity.config_for(pool).health, now, source=SOURCE
         )
-        state = await conn.fetchval(
-            "SELECT state FROM charger_connectivity WHERE charger_id = $1", charger.charger_id
-        )
-        return str(state)
+        return row.state if row is not None else "offline"
 
 
 async def heartbeat(pool: asyncpg.Pool, charger: ChargerIdentity, now: datetime) -> None:
+    """The charger was seen now: settle (back online after an outage)."""
     async with pool.acquire() as conn, conn.transaction():
-        await _set_state(
-            conn, charger.charger_id, "online", "ok", seen_at=now, only_from_ocpp_reasons=True
+        await conn.execute(Q("chargers.touch"), charger.charger_id, now)
+        await connectivity.settle_charger(
+            conn, charger.charger_id, connectivity.config_for(pool).health, now, source=SOURCE
         )
 
 
@@ -293,22 +261,25 @@ def _to_w(value: float, unit: str | None) -> float:
     return value * 1000 if unit == "kW" else value
 
 
-async def _store_samples(
-    conn: asyncpg.Connection,
-    charger: ChargerIdentity,
-    connector_no: int,
-    transaction_id: int | None,
-    meter_value: list[dict[str, Any]],
-) -> tuple[datetime | None, float | None, float | None, float | None]:
-    """Insert the samples; returns (latest time, energy Wh, power W, SoC %) of the latest."""
-    ats: list[datetime] = []
-    measurands: list[str] = []
-    values: list[float] = []
-    units: list[str | None] = []
-    contexts: list[str | None] = []
-    phases: list[str | None] = []
+@dataclass(slots=True)
+class Samples:
+    """The sampled values of one MeterValues (or transactionData) list, column-wise, and
+    the totals of the latest timestamp: time, energy (Wh), power (W), SoC (%)."""
+
+    ats: list[datetime]
+    measurands: list[str]
+    values: list[float]
+    units: list[str | None]
+    contexts: list[str | None]
+    phases: list[str | None]
     latest: datetime | None = None
-    energy = power = soc = None
+    energy: float | None = None
+    power: float | None = None
+    soc: float | None = None
+
+
+def parse_samples(meter_value: list[dict[str, Any]]) -> Samples:
+    out = Samples([], [], [], [], [], [])
     for mv in meter_value:
         at = parse_timestamp(mv.get("timestamp"))
         if at is None:
@@ -322,67 +293,49 @@ async def _store_samples(
                 continue
             measurand = sv.get("measurand") or "Energy.Active.Import.Register"
             unit = sv.get("unit")
-            ats.append(at)
-            measurands.append(measurand)
-            values.append(value)
-            units.append(unit)
-            contexts.append(sv.get("context"))
-            phases.append(sv.get("phase"))
-            if latest is None or at >= latest:
-                if latest is None or at > latest:
-                    latest = at
+            out.ats.append(at)
+            out.measurands.append(measurand)
+            out.values.append(value)
+            out.units.append(unit)
+            out.contexts.append(sv.get("context"))
+            out.phases.append(sv.get("phase"))
+            if out.latest is None or at >= out.latest:
+                if out.latest is None or at > out.latest:
+                    out.latest = at
                 if sv.get("phase"):
                     continue  # per-phase values; the totals are what the session shows
                 if measurand == "Energy.Active.Import.Register":
-                    energy = _to_wh(value, unit)
+                    out.energy = _to_wh(value, unit)
                 elif measurand == "Power.Active.Import":
-                    power = _to_w(value, unit)
+                    out.power = _to_w(value, unit)
                 elif measurand == "SoC":
-                    soc = value
-    if ats:
+                    out.soc = value
+    return out
+
+
+async def _store_samples(
+    conn: asyncpg.Connection,
+    charger: ChargerIdentity,
+    connector_no: int,
+    transaction_id: int | None,
+    meter_value: list[dict[str, Any]],
+) -> tuple[datetime | None, float | None, float | None, float | None]:
+    """Insert the samples; returns (latest time, energy Wh, power W, SoC %) of the latest."""
+    samples = parse_samples(meter_value)
+    if samples.ats:
         await conn.execute(
             Q("chargers.insert_samples"),
             charger.charger_id,
             connector_no,
             transaction_id,
-            ats,
-            measurands,
-            values,
-            units,
-            contexts,
-            phases,
+            samples.ats,
+            samples.measurands,
+            samples.values,
+            samples.units,
+            samples.contexts,
+            samples.phases,
         )
-    return latest, energy, power, soc
-
-
-async def meter_values(
-    pool: asyncpg.Pool,
-    charger: ChargerIdentity,
-    *,
-    connector_no: int,
-    transaction_id: int | None,
-    meter_value: list[dict[str, Any]],
-) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        if transaction_id is not None:
-            session = await conn.fetchrow(
-                Q("chargers.session_of_charger"), charger.charger_id, transaction_id
-            )
-            if session is None:  # not this charger's transaction: keep the samples unlinked
-                transaction_id = None
-        latest, energy, power, soc = await _store_samples(
-            conn, charger, connector_no, transaction_id, meter_value
-        )
-        if transaction_id is not None and latest is not None:
-            await conn.execute(
-                Q("chargers.update_session_live"),
-                charger.charger_id,
-                transaction_id,
-                None if energy is None else round(energy),
-                None if power is None else round(power),
-                soc,
-                latest,
-            )
+    return samples.latest, samples.energy, samples.power, samples.soc
 
 
 def parse_timestamp(value: object) -> datetime | None:

@@ -1,19 +1,21 @@
-"""`POST /webhooks/control-center` (the platform's push events) and the operator's
-`POST /admin/v1/fleet/chargers/{charger_id}/release`."""
+"""`POST /webhooks/control-center` (the platform's push events), the operator's
+`POST /admin/v1/fleet/chargers/{charger_id}/release` and `GET /admin/v1/alerts`."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+from collections.abc import AsyncGenerator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Final
 from urllib.parse import parse_qsl
 
 import msgspec
-from litestar import Controller, Request, post
+from litestar import Controller, Litestar, Request, get, post
 from litestar.datastructures import State
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery, QueryParameter
 
-from app.connectivity import service
+from app.connectivity import alerts, service
 from app.connectivity.push import PushError, parse_form_event, parse_json_event, verify_event
-from app.connectivity.schemas import PushAck, ReleaseResult
+from app.connectivity.schemas import AlertKind, AlertPage, PushAck, ReleaseResult
 from app.core.auth import Permission, requires
 from app.core.deps import ClockDep, Db, Staff
 from app.core.errors import DomainError, FieldError, ValidationFailed
@@ -79,7 +81,7 @@ class ControlCenterWebhook(Controller):
             event = parse_json_event(obj) if is_json else parse_form_event(fields)
         except PushError as exc:
             raise ValidationFailed(exc.message, errors=[FieldError("body", exc.message)]) from None
-        config = service.health_config(settings.control_center_stale_after_s)
+        config = service.health_config(settings)
         return await service.receive_push(db, event, str(fields["signature2"]), now, config)
 
 
@@ -109,9 +111,48 @@ class ChargerReleaseController(Controller):
             charger_id,
             actor=staff,
             now=clock.now(),
-            config=service.health_config(state.settings.control_center_stale_after_s),
+            config=service.health_config(state.settings),
             request_id=request.scope.get("state", {}).get("request_id"),
         )
 
 
-ROUTES: list[Any] = [ControlCenterWebhook, ChargerReleaseController]
+class AlertController(Controller):
+    path = "/admin/v1/alerts"
+    tags = ["fleet"]
+
+    @get(
+        "/",
+        summary="Operator alerts about charger connectivity, newest first",
+        guards=[requires(Permission.READ)],
+    )
+    async def list_alerts(
+        self,
+        db: Db,
+        kind: FromQuery[AlertKind | None] = None,
+        open_only: Annotated[
+            bool,
+            QueryParameter(name="open", description="only alerts nobody acknowledged yet"),
+        ] = False,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+        cursor: FromQuery[str | None] = None,
+    ) -> AlertPage:
+        """Raised on quarantine, on an outage longer than `OFFLINE_ALERT_AFTER_S` (once per
+        outage), on data-usage threshold events and on flapping connections. Sending them
+        by SMS is the SMS issue's (not yet: `delivered_at` stays null)."""
+        return await alerts.list_alerts(
+            db, kind=kind, open_only=open_only, limit=limit, cursor=cursor
+        )
+
+
+@asynccontextmanager
+async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
+    """The OCPP handlers decide connectivity with this app's rules (they get only the
+    pool): register them under the pool."""
+    service.register(app.state.pool, app.state.settings)
+    try:
+        yield
+    finally:
+        service.unregister(app.state.pool)
+
+
+ROUTES: list[Any] = [ControlCenterWebhook, ChargerReleaseController, AlertController]

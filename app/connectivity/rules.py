@@ -92,6 +92,8 @@ class HealthSignals(msgspec.Struct, frozen=True, kw_only=True):
     """The ICCID the charger was onboarded with."""
     boot_iccid: str | None = None
     """The ICCID in the charger's last BootNotification."""
+    boot_iccid_taken: bool = False
+    """No ICCID is registered and the one at boot is registered to another charger."""
     bound_imei: str | None = None
     """The IMEI bound to the SIM at onboarding."""
 
@@ -189,7 +191,7 @@ def _quarantine_reasons(s: HealthSignals) -> list[Reason]:
         out.append("imei_changed")
     if same_imei(s.bound_imei, s.reported_imei) is False:
         out.append("imei_mismatch")
-    if same_iccid(s.registered_iccid, s.boot_iccid) is False:
+    if same_iccid(s.registered_iccid, s.boot_iccid) is False or s.boot_iccid_taken:
         out.append("iccid_mismatch")
     return out
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 import msgspec
 
@@ -25,3 +26,27 @@ class ReleaseResult(msgspec.Struct, kw_only=True):
     bound_imei: str | None = None
     released: bool
     """The charger was quarantined and is not any more."""
+
+
+AlertKind = Literal["quarantine", "offline", "degraded", "flapping"]
+
+
+class Alert(msgspec.Struct, kw_only=True):
+    """An operator alert about one charger's connectivity."""
+
+    alert_id: int
+    charger_id: str
+    charge_point_id: str
+    kind: AlertKind
+    reason: str
+    """The connectivity reason (`imei_changed`, `socket_down`, `data_usage_exceeded`, …)."""
+    detail: dict[str, Any]
+    raised_at: datetime
+    acknowledged_at: datetime | None = None
+    delivered_at: datetime | None = None
+    """When the SMS issue's delivery sent it (not yet implemented: always null)."""
+
+
+class AlertPage(msgspec.Struct, kw_only=True):
+    items: list[Alert]
+    next_cursor: str | None

@@ -1,11 +1,16 @@
-"""Connectivity state from the platform's push events, and the operator's release.
+"""Connectivity state: one place decides it.
 
-A push event is stored and applied in one transaction (the caller's), so the 200 is sent
-only once both are durable. The platform's signals are kept per charger
-(`charger_connectivity`) and turned into a verdict by the pure `rules.evaluate`; the
-charger's own link (OCPP) is represented by the state the row already had, so a platform
-signal never brings back a charger the link says is down. Precedence: quarantined >
-offline > degraded > online.
+`settle()` reads every stored signal of a charger — its OCPP link (`ocpp_links`: socket up
+or down and since when, the ICCID at its last boot; `last_seen_at`), the platform's last
+known signals (SIM status, data session, reported IMEI, usage events), the IMEI/ICCID
+bindings and the last quarantine release — turns them into a verdict with the pure
+`rules.evaluate` and writes state + reason, a history row (`connectivity_changes`: when,
+from, to, why, source) and the alerts a change calls for.
+
+Every writer records its own signal and calls `settle()`: the OCPP handlers
+(`app.chargers.service`: boot, heartbeat, socket down after the grace), push events, the
+platform sweep, the link sweep and the operator's release. Nothing else writes
+`charger_connectivity.state`. Precedence: quarantined > offline > degraded > online.
 """
 
 from __future__ import annotations
@@ -18,46 +23,83 @@ import asyncpg
 import msgspec
 
 from app.admin import audit
+from app.connectivity import alerts
 from app.connectivity.dates import parse_optional_datetime
 from app.connectivity.push import USAGE_EVENT_TYPES, PushEvent
 from app.connectivity.rules import (
-    QUARANTINE_REASONS,
+    Health,
     HealthConfig,
     HealthSignals,
     evaluate,
     normalise_imei,
+    same_iccid,
 )
 from app.connectivity.schemas import PushAck, ReleaseResult
 from app.core.auth import StaffPrincipal
 from app.core.db import Connection
 from app.core.errors import DomainError, NotFound
+from app.core.settings import Settings
 from app.core.sql import Q
-
-# Reasons that come from the platform's signals: when they clear, the link's own verdict
-# (online if the charger has been seen, else never_connected) applies again.
-PLATFORM_REASONS: Final = frozenset(
-    {
-        "imei_changed",
-        "imei_mismatch",
-        "sim_not_activated",
-        "no_data_session",
-        "roaming",
-        "data_usage_exceeded",
-    }
-)
-RANK: Final = {"online": 0, "degraded": 1, "offline": 2, "quarantined": 3}
 
 
 class InvalidSignature(DomainError):
     status, code, title = 403, "invalid_signature", "The push event is not signed validly"
 
 
-def health_config(stale_after_s: float) -> HealthConfig:
-    return HealthConfig(stale_after_s=stale_after_s)
+class IccidInUse(DomainError):
+    status, code, title = 409, "iccid_in_use", "The SIM is registered to another charger"
+
+
+class ConnectivityConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """The health rules plus the alert thresholds, from the settings."""
+
+    health: HealthConfig = HealthConfig()
+    flap_threshold: int = 5
+    flap_window_s: float = 600.0
+    offline_alert_after_s: float = 900.0
+
+
+DEFAULT: Final = ConnectivityConfig()
+
+
+def config_from(settings: Settings) -> ConnectivityConfig:
+    return ConnectivityConfig(
+        health=HealthConfig(
+            grace_s=settings.ocpp_offline_grace_s,
+            heartbeat_factor=settings.connectivity_heartbeat_factor,
+            default_heartbeat_interval_s=float(settings.ocpp_heartbeat_interval_s),
+            offline_after_s=settings.connectivity_offline_after_s,
+            stale_after_s=settings.control_center_stale_after_s,
+        ),
+        flap_threshold=settings.connectivity_flap_threshold,
+        flap_window_s=settings.connectivity_flap_window_s,
+        offline_alert_after_s=settings.offline_alert_after_s,
+    )
+
+
+def health_config(settings: Settings) -> HealthConfig:
+    return config_from(settings).health
+
+
+# The OCPP handlers get only the pool: the app's lifespan registers its configuration
+# under the pool (asyncpg pools take no attributes or weak references).
+_BY_POOL: dict[int, ConnectivityConfig] = {}
+
+
+def register(pool: asyncpg.Pool, settings: Settings) -> None:
+    _BY_POOL[id(pool)] = config_from(settings)
+
+
+def unregister(pool: asyncpg.Pool) -> None:
+    _BY_POOL.pop(id(pool), None)
+
+
+def config_for(pool: asyncpg.Pool) -> ConnectivityConfig:
+    return _BY_POOL.get(id(pool), DEFAULT)
 
 
 class _Row(msgspec.Struct, kw_only=True):
-    """A charger with its connectivity row (mutable while an event is applied)."""
+    """A charger with every stored signal (mutable while a signal is recorded)."""
 
     charger_id: Any
     charge_point_id: str
@@ -78,45 +120,43 @@ class _Row(msgspec.Struct, kw_only=True):
     usage_exceeded: bool
     platform_last_ok_at: datetime | None
     changed_at: datetime
+    offline_since: datetime | None
+    boot_iccid: str | None
+    link_open: bool | None
+    """None: no socket was ever recorded (the last message is the only link evidence)."""
+    link_down_since: datetime | None
+    iccid_taken: bool
 
 
 def charger_row(record: asyncpg.Record) -> _Row:
     return _Row(**dict(record))
 
 
-def platform_health(row: _Row, config: HealthConfig, now: datetime) -> tuple[str, str, bool]:
-    """(state, reason, stale) from the platform's signals alone (the link taken as up)."""
-    health = evaluate(
-        HealthSignals(
-            ocpp_connected=True,
-            ever_connected=True,
-            bound_imei=row.bound_imei,
-            sim_status=row.sim_status,
-            platform_session_open=row.session_open,
-            platform_session_ended_at=row.session_ended_at,
-            reported_imei=row.imei,
-            imei_change_event=row.imei_change_at is not None,
-            imei_change_at=row.imei_change_at,
-            quarantine_released_at=row.quarantine_released_at,
-            usage_exceeded=row.usage_exceeded,
-            platform_last_ok_at=row.platform_last_ok_at,
-        ),
-        config,
-        now,
+def signals_of(row: _Row) -> HealthSignals:
+    """The pure rules' view of the stored signals."""
+    seen = row.last_seen_at is not None
+    return HealthSignals(
+        ocpp_connected=row.link_open if row.link_open is not None else seen,
+        ocpp_disconnected_since=row.link_down_since if row.link_open is False else None,
+        last_heartbeat_at=row.last_seen_at,
+        ever_connected=seen,
+        registered_iccid=row.iccid,
+        boot_iccid=row.boot_iccid,
+        boot_iccid_taken=row.iccid_taken,
+        bound_imei=row.bound_imei,
+        sim_status=row.sim_status,
+        platform_session_open=row.session_open,
+        platform_session_ended_at=row.session_ended_at,
+        reported_imei=row.imei,
+        imei_change_event=row.imei_change_at is not None,
+        imei_change_at=row.imei_change_at,
+        quarantine_released_at=row.quarantine_released_at,
+        usage_exceeded=row.usage_exceeded,
+        platform_last_ok_at=row.platform_last_ok_at,
     )
-    return health.state, health.reason, health.stale
 
 
-def _link_verdict(row: _Row, *, releasing: bool = False) -> tuple[str, str]:
-    """The verdict the row holds apart from platform reasons (and, when an operator
-    releases, apart from any quarantine)."""
-    lifted = row.reason in PLATFORM_REASONS or (releasing and row.reason in QUARANTINE_REASONS)
-    if not lifted:
-        return row.state, row.reason
-    return ("online", "ok") if row.last_seen_at is not None else ("offline", "never_connected")
-
-
-async def _store_signals(conn: Connection, row: _Row) -> None:
+async def store_signals(conn: Connection, row: _Row) -> None:
     await conn.execute(
         Q("connectivity.update_platform_signals"),
         row.charger_id,
@@ -135,32 +175,77 @@ async def _store_signals(conn: Connection, row: _Row) -> None:
 
 
 async def settle(
-    conn: Connection,
-    row: _Row,
-    config: HealthConfig,
-    now: datetime,
-    *,
-    source: str,
-    releasing: bool = False,
+    conn: Connection, row: _Row, config: HealthConfig, now: datetime, *, source: str
 ) -> bool:
-    """Store the signals, recompute the verdict and record a change. True if it changed."""
-    p_state, p_reason, stale = platform_health(row, config, now)
-    row.stale = stale
-    await _store_signals(conn, row)
-    l_state, l_reason = _link_verdict(row, releasing=releasing)
-    state, reason = (p_state, p_reason) if RANK[p_state] > RANK[l_state] else (l_state, l_reason)
-    if (state, reason) == (row.state, row.reason):
+    """Decide the charger's state from its stored signals and write it: state + reason,
+    a history row and the alerts a change calls for. The caller holds the row lock (the
+    `*_for_update` queries) and has stored its own signal. True if the state changed."""
+    health: Health = evaluate(signals_of(row), config, now)
+    state, reason = health.state, health.reason
+    changed = (state, reason) != (row.state, row.reason)
+    if not changed and health.stale == row.stale:
         return False
-    await conn.execute(Q("connectivity.set_state"), row.charger_id, state, reason, now)
+    offline_since = None
+    if state == "offline":
+        offline_since = (row.offline_since if row.state == "offline" else None) or now
+    await conn.execute(
+        Q("connectivity.set_verdict"),
+        row.charger_id,
+        state,
+        reason,
+        health.stale,
+        offline_since,
+        now,
+    )
+    row.stale, row.offline_since = health.stale, offline_since
+    if not changed:
+        return False
     await conn.execute(
         Q("connectivity.insert_change"), row.charger_id, now, row.state, state, reason, source
     )
     if state == "quarantined" and row.state != "quarantined":
-        await conn.execute(
-            Q("connectivity.insert_alert"), row.charger_id, "quarantine", reason, now
+        await alerts.raise_alert(
+            conn,
+            row.charger_id,
+            "quarantine",
+            reason,
+            dedupe_key=f"quarantine:{row.charger_id}:{now.isoformat()}",
+            at=now,
+            detail={"reasons": list(health.reasons), "source": source},
         )
     row.state, row.reason = state, reason
     return True
+
+
+async def settle_charger(
+    conn: Connection, charger_id: UUID, config: HealthConfig, now: datetime, *, source: str
+) -> tuple[_Row | None, bool]:
+    """Lock the charger's connectivity row, then `settle()` (for callers whose signal is
+    already stored); (row, changed), row None for an unknown charger."""
+    record = await conn.fetchrow(Q("connectivity.charger_by_id_for_update"), charger_id)
+    if record is None:
+        return None, False
+    row = charger_row(record)
+    return row, await settle(conn, row, config, now, source=source)
+
+
+async def link_opened(
+    conn: Connection, charger_id: UUID, now: datetime, config: ConnectivityConfig
+) -> bool:
+    """Count an authenticated connection; the one that reaches the flapping threshold
+    within the window raises an alert (once per window). True when it did."""
+    row = await conn.fetchrow(Q("connectivity.link_opened"), charger_id, now, config.flap_window_s)
+    if row is None or row["flap_count"] != config.flap_threshold:
+        return False
+    return await alerts.raise_alert(
+        conn,
+        charger_id,
+        "flapping",
+        "reconnects",
+        dedupe_key=f"flapping:{charger_id}:{row['flap_window_start'].isoformat()}",
+        at=now,
+        detail={"connections": row["flap_count"], "window_s": config.flap_window_s},
+    )
 
 
 def is_newer(at: datetime, than: datetime | None) -> bool:
@@ -244,6 +329,17 @@ async def apply_event(
         return "unknown_charger"
     row = charger_row(record)
     apply_to_row(row, event, now)
+    await store_signals(conn, row)
+    if event.event_type in USAGE_EVENT_TYPES:
+        await alerts.raise_alert(
+            conn,
+            row.charger_id,
+            "degraded",
+            "data_usage_exceeded",
+            dedupe_key=f"push:{event.event_id}",
+            at=now,
+            detail={"event_type": event.event_type, "data": dict(event.data)},
+        )
     changed = await settle(
         conn, row, config, now, source=f"push:{event.event_type}:{event.event_id}"
     )
@@ -259,8 +355,9 @@ async def release(
     config: HealthConfig,
     request_id: str | None,
 ) -> ReleaseResult:
-    """Lift a quarantine: the IMEI change is spent and the charger is bound to the IMEI
-    its SIM is in now. Audited. Other reasons (SIM deactivated, link down) still apply."""
+    """Lift a quarantine: the IMEI change is spent, the charger is bound to the IMEI its
+    SIM is in now and registered with the SIM it booted with (409 when another charger
+    holds that SIM). Audited. Other reasons (SIM deactivated, link down) still apply."""
     try:
         key = UUID(charger_id)
     except ValueError:
@@ -269,14 +366,27 @@ async def release(
     if record is None:
         raise NotFound("no charger with this id")
     row = charger_row(record)
-    before = {"state": row.state, "reason": row.reason, "bound_imei": row.bound_imei}
+    before = {
+        "state": row.state,
+        "reason": row.reason,
+        "bound_imei": row.bound_imei,
+        "iccid": row.iccid,
+    }
     was_quarantined = row.state == "quarantined"
     row.quarantine_released_at = now
     if row.imei and row.imei != row.bound_imei:
         row.bound_imei = row.imei
         await conn.execute(Q("connectivity.rebind_imei"), row.charger_id, row.imei)
-    await settle(conn, row, config, now, source=f"staff:{actor.staff_id}:release", releasing=True)
-    after = {"state": row.state, "reason": row.reason, "bound_imei": row.bound_imei}
+    if row.boot_iccid and (row.iccid_taken or same_iccid(row.iccid, row.boot_iccid) is False):
+        await _rebind_iccid(conn, row, row.boot_iccid)
+    await store_signals(conn, row)
+    await settle(conn, row, config, now, source=f"staff:{actor.staff_id}:release")
+    after = {
+        "state": row.state,
+        "reason": row.reason,
+        "bound_imei": row.bound_imei,
+        "iccid": row.iccid,
+    }
     await audit.record(
         conn,
         actor=actor,
@@ -295,3 +405,20 @@ async def release(
         bound_imei=row.bound_imei,
         released=was_quarantined and row.state != "quarantined",
     )
+
+
+async def _rebind_iccid(conn: Connection, row: _Row, iccid: str) -> None:
+    """Register the SIM the charger booted with; the old SIM's platform signals go."""
+    if row.iccid_taken:
+        raise IccidInUse(f"SIM {iccid} is registered to another charger")
+    try:
+        async with conn.transaction():
+            await conn.execute(Q("connectivity.rebind_iccid"), row.charger_id, iccid)
+    except asyncpg.UniqueViolationError:
+        raise IccidInUse(f"SIM {iccid} is registered to another charger") from None
+    await conn.execute(Q("connectivity.forget_platform_signals"), row.charger_id)
+    row.iccid = iccid
+    row.sim_status = row.sim_status_at = row.imei = None
+    row.session_open = None
+    row.session_ended_at = row.session_at = None
+    row.usage_exceeded = False

@@ -1,5 +1,7 @@
-"""The platform sweep (arq cron): `GET /devices?modifiedSince=` since the last good sweep,
-folded into the chargers' platform signals.
+"""Two arq crons. The platform sweep: `GET /devices?modifiedSince=` since the last good
+sweep, folded into the chargers' platform signals. The link sweep: chargers whose evidence
+ran out (no heartbeat for 2.5 × interval, socket down past the grace, no data session for
+OFFLINE_AFTER) are settled offline, and outages longer than OFFLINE_ALERT_AFTER_S alert.
 
 If the platform cannot be reached, nothing changes state: the last known signals stay and
 only `stale` turns true once they are older than `CONTROL_CENTER_STALE_AFTER_S`, so the
@@ -12,7 +14,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from app.connectivity import service
+from app.connectivity import alerts, service
 from app.connectivity.client import ClientConfig, ControlCenterClient, ControlCenterError
 from app.core.clock import Clock
 from app.core.settings import Settings
@@ -73,7 +75,7 @@ async def sweep_connectivity(ctx: dict[str, Any]) -> dict[str, Any]:
             )
         return {"ok": False, "error": exc.error_code, "marked_stale": int(result.split()[-1])}
 
-    config = service.health_config(settings.control_center_stale_after_s)
+    config = service.health_config(settings)
     changed = 0
     async with pool.acquire() as conn, conn.transaction():
         ours = [
@@ -88,8 +90,38 @@ async def sweep_connectivity(ctx: dict[str, Any]) -> dict[str, Any]:
             if status and service.is_newer(started, row.sim_status_at):
                 row.sim_status, row.sim_status_at = status.strip().upper(), started
             row.platform_last_ok_at = started
+            await service.store_signals(conn, row)
             if await service.settle(conn, row, config, started, source="sweep"):
                 changed += 1
         await conn.execute(Q("connectivity.touch_platform_ok"), started)
         await conn.execute(Q("connectivity.save_sweep_ok"), started)
     return {"ok": True, "devices": len(statuses), "fleet": len(ours), "changed": changed}
+
+
+async def sweep_links(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Settle the visible chargers whose link evidence ran out, then raise the alerts of
+    long outages; returns what it did (for arq's result and the tests)."""
+    settings: Settings = ctx["settings"]
+    pool = ctx["pool"]
+    clock: Clock = ctx.get("clock") or Clock()
+    cfg = service.config_from(settings)
+    rules = cfg.health
+    now = clock.now()
+    due = await pool.fetch(
+        Q("connectivity.links_due"),
+        now,
+        rules.grace_s,
+        rules.heartbeat_factor * rules.default_heartbeat_interval_s,
+        rules.offline_after_s,
+    )
+    changed = 0
+    for record in due:  # one short transaction each: the OCPP handlers keep flowing
+        async with pool.acquire() as conn, conn.transaction():
+            _, did = await service.settle_charger(
+                conn, record["charger_id"], rules, now, source="sweep:link"
+            )
+            changed += did
+    async with pool.acquire() as conn, conn.transaction():
+        raised = await alerts.raise_offline_alerts(conn, now, cfg.offline_alert_after_s)
+        open_alerts = await alerts.refresh_open_gauge(conn)
+    return {"due": len(due), "changed": changed, "alerts": raised, "open_alerts": open_alerts}

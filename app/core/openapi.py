@@ -1,15 +1,20 @@
-"""OpenAPI helpers: inline msgspec schemas for routes that read the raw body themselves."""
+"""OpenAPI helpers for routes that read the raw body or query string themselves: inline
+msgspec schemas, query parameters from a Struct."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from litestar import Litestar
+from litestar.enums import ParamType
 from litestar.openapi.spec import (
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
+    Operation,
+    Parameter,
     Reference,
     Schema,
 )
@@ -115,3 +120,33 @@ def finalize_openapi(app: Litestar) -> None:
                     description="The role lacks the permission (`forbidden`)", content=problem
                 )
             op.responses = responses
+
+
+def query_parameters(params: type[msgspec.Struct]) -> list[Parameter]:
+    """OpenAPI query parameters from a Struct's fields (types, bounds, defaults), for
+    routes that parse their query string themselves (`app/core/query.py`)."""
+    out: list[Parameter] = []
+    for f in msgspec.structs.fields(params):
+        schema = inline_schema(f.type)
+        if f.default is not msgspec.NODEFAULT and f.default is not None:
+            schema["default"] = f.default
+        out.append(
+            Parameter(
+                name=f.encode_name,
+                param_in=ParamType.QUERY,
+                schema=schema_from_dict(schema),
+                required=f.required,
+            )
+        )
+    return out
+
+
+def query_operation(params: type[msgspec.Struct]) -> type[Operation]:
+    """An `operation_class` documenting `params` as the operation's query parameters."""
+
+    @dataclass
+    class QueryOperation(Operation):
+        def __post_init__(self) -> None:
+            self.parameters = [*(self.parameters or []), *query_parameters(params)]
+
+    return QueryOperation

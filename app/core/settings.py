@@ -101,6 +101,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     control_center_push_max_age_s: float = 300.0
     control_center_requests_per_s: float = 5.0
     control_center_stale_after_s: float = 900.0
+    # Connectivity health rules and operator alerts (app/connectivity/rules.py).
+    connectivity_heartbeat_factor: float = 2.5
+    connectivity_offline_after_s: float = 600.0
+    offline_alert_after_s: float = 900.0
+    connectivity_flap_threshold: int = 5
+    connectivity_flap_window_s: float = 600.0
     # OCPP 1.6J link (INTEGRATIONS.md §1-2): heartbeat interval given at boot, and how long
     # a dropped socket may stay down before the charger counts as offline.
     ocpp_heartbeat_interval_s: int = 60
@@ -176,6 +182,11 @@ def get_settings() -> Settings:
         control_center_push_max_age_s=_float("CONTROL_CENTER_PUSH_MAX_AGE_S", 300.0),
         control_center_requests_per_s=_float("CONTROL_CENTER_REQUESTS_PER_S", 5.0),
         control_center_stale_after_s=_float("CONTROL_CENTER_STALE_AFTER_S", 900.0),
+        connectivity_heartbeat_factor=_float("CONNECTIVITY_HEARTBEAT_FACTOR", 2.5),
+        connectivity_offline_after_s=_float("CONNECTIVITY_OFFLINE_AFTER_S", 600.0),
+        offline_alert_after_s=_float("OFFLINE_ALERT_AFTER_S", 900.0),
+        connectivity_flap_threshold=_int("CONNECTIVITY_FLAP_THRESHOLD", 5),
+        connectivity_flap_window_s=_float("CONNECTIVITY_FLAP_WINDOW_S", 600.0),
         ocpp_heartbeat_interval_s=_int("OCPP_HEARTBEAT_INTERVAL_S", 60),
         ocpp_offline_grace_s=_float("OCPP_OFFLINE_GRACE_S", 60.0),
         ocpp_max_frame_bytes=_int("OCPP_MAX_FRAME_BYTES", 65536),

@@ -9,16 +9,22 @@ import json
 import math
 import random
 import secrets
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import msgspec
 import pyotp
 
 from app.admin.service import create_or_update_staff, otpauth_uri
 from app.core.auth import Role, StaffPrincipal
 from app.core.db import init_connection
+from app.core.sql import Q
 from app.fleet.service import import_fleet
+from app.pricing.schemas import TariffIn
+from app.pricing.service import create_tariff
 
 # (name, country code, lat, lon, IANA zone, spread in km, number of sites)
 CITIES: list[tuple[str, str, float, float, str, float, int]] = [
@@ -91,6 +97,68 @@ def demo_sites(seed: int = 7) -> list[dict[str, Any]]:
     return sites
 
 
+# Day / night / weekday-peak tariffs per country (prices excl. VAT, in its currency).
+# (country, city, currency, VAT %, day, night 22–06, peak 17–20 Mon–Fri, idle per hour)
+DEMO_TARIFFS: list[tuple[str, str, str, str, str, str, str, str]] = [
+    ("DE", "Berlin", "EUR", "19", "0.4900", "0.3400", "0.6500", "6.00"),
+    ("NL", "Amsterdam", "EUR", "21", "0.4500", "0.2900", "0.5900", "5.00"),
+    ("FR", "Paris", "EUR", "20", "0.4200", "0.2700", "0.5500", "6.00"),
+]
+DEMO_TARIFFS_FROM = datetime(2024, 1, 1, tzinfo=UTC)
+WEEKDAYS = ["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY"]
+
+
+def demo_tariff(
+    city: str, currency: str, vat: str, day: str, night: str, peak: str, idle: str
+) -> TariffIn:
+    """Peak first (weekday evenings), then night (wraps midnight), then the day price;
+    idle time is charged per minute all day (OCPI: first match per component type)."""
+    return msgspec.convert(
+        {
+            "name": f"{city} day/night/peak (demo)",
+            "currency": currency,
+            "vat_percent": vat,
+            "elements": [
+                {
+                    "price_components": [{"type": "ENERGY", "price": peak, "step_size": 1}],
+                    "restrictions": {
+                        "start_time": "17:00",
+                        "end_time": "20:00",
+                        "day_of_week": WEEKDAYS,
+                    },
+                },
+                {
+                    "price_components": [{"type": "ENERGY", "price": night, "step_size": 1}],
+                    "restrictions": {"start_time": "22:00", "end_time": "06:00"},
+                },
+                {
+                    "price_components": [
+                        {"type": "ENERGY", "price": day, "step_size": 1},
+                        {"type": "PARKING_TIME", "price": idle, "step_size": 60},
+                    ]
+                },
+            ],
+        },
+        TariffIn,
+    )
+
+
+async def seed_tariffs(conn: asyncpg.Connection, actor: StaffPrincipal) -> None:
+    """One tariff per country, published once (a restart finds it by name and publishes
+    no new version), assigned to that country's demo sites that have no tariff yet."""
+    for cc, city, currency, vat, day, night, peak, idle in DEMO_TARIFFS:
+        body = demo_tariff(city, currency, vat, day, night, peak, idle)
+        tariff_id = await conn.fetchval(Q("pricing.demo_tariff_by_name"), body.name)
+        if tariff_id is None:
+            ref = await create_tariff(
+                conn, body, actor=actor, now=datetime.now(UTC), request_id="demo-seed"
+            )
+            tariff_id = uuid.UUID(ref.tariff_id)
+        await conn.execute(
+            Q("pricing.demo_assign_missing"), tariff_id, f"demo-{cc.lower()}-", DEMO_TARIFFS_FROM
+        )
+
+
 def demo_password(charge_point_id: str) -> str:
     """The OCPP password of a demo charger (the simulator connects with it)."""
     _, cc, i, c = charge_point_id.split("-")
@@ -130,6 +198,7 @@ async def seed(database_url: str, data_dir: Path) -> dict[str, Any]:
             )
             actor = StaffPrincipal(staff_id=staff_id, email=creds["email"], roles=(Role.ADMIN,))
             result = await import_fleet(conn, demo_sites(), actor=actor, request_id="demo-seed")
+            await seed_tariffs(conn, actor)
     finally:
         await conn.close()
     creds["otpauth_uri"] = otpauth_uri(creds["email"], creds["totp_secret"])

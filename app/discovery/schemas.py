@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Annotated
 
 import msgspec
 
@@ -78,3 +79,16 @@ class SiteDetail(Site, forbid_unknown_fields=True):
 class NearbyPage(msgspec.Struct, forbid_unknown_fields=True):
     items: list[Site]
     next_cursor: str | None = None
+
+
+class NearbyParams(msgspec.Struct, kw_only=True):
+    """Query parameters of `GET /v1/chargers/nearby` (parsed by app/core/query.py)."""
+
+    lat: Annotated[float, msgspec.Meta(ge=-90, le=90)] | None = None
+    lon: Annotated[float, msgspec.Meta(ge=-180, le=180)] | None = None
+    q: Annotated[str, msgspec.Meta(min_length=2, max_length=200)] | None = None
+    radius_m: Annotated[int, msgspec.Meta(ge=1, le=50_000)] = 5000
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    connector_type: ConnectorType | None = None
+    min_power_kw: Annotated[float, msgspec.Meta(ge=0, le=2000)] | None = None
+    available_only: bool = False

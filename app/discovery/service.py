@@ -7,10 +7,15 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from app.core.errors import DomainError, FieldError, NotFound, ServiceUnavailable, ValidationFailed
 from app.discovery.index import TYPE_CODE, FleetIndex, Query
+from app.discovery.prices import price_tails
+
+if TYPE_CHECKING:
+    from app.pricing.book import PriceBook
 
 log = logging.getLogger("app.discovery")
 NEARBY_TAIL = b',"price":null}'
@@ -39,6 +44,7 @@ def nearby(
     connector_type: str | None,
     min_power_kw: float | None,
     available_only: bool,
+    prices: PriceBook | None = None,
 ) -> bytes:
     q = Query(
         lat=lat,
@@ -50,11 +56,14 @@ def nearby(
         available_only=available_only,
     )
     hits = index.search(q)
-    body = b",".join(index.render_site(s, d, conns, NEARBY_TAIL) for s, d, conns in hits)
-    return b'{"items":[' + body + b'],"next_cursor":null}'
+    tails: list[bytes] | bytes = NEARBY_TAIL
+    if prices is not None and prices.sites and len(hits):
+        # The site-level tariff's price now (cached per site until it changes).
+        tails = price_tails(index, prices, hits.sites)
+    return b'{"items":[' + index.render(hits, q, tails) + b'],"next_cursor":null}'
 
 
-def site_detail(index: FleetIndex, site_id: str) -> bytes:
+def site_detail(index: FleetIndex, site_id: str, prices: PriceBook | None = None) -> bytes:
     """A site with its live connectors; a site whose chargers are all offline is absent
     (404), exactly as it is absent from nearby search."""
     try:
@@ -65,9 +74,13 @@ def site_detail(index: FleetIndex, site_id: str) -> bytes:
     if site is None:
         raise SiteNotFound()
     connectors = index.live_connectors(site)
-    if not connectors:
+    if len(connectors) == 0:
         raise SiteNotFound()
-    return index.render_site(site, None, connectors, DETAIL_TAIL)
+    tail = DETAIL_TAIL
+    if prices is not None:
+        price, timeline = prices.site_detail_json(key.bytes)
+        tail = b',"price":' + price + b',"price_timeline":' + timeline + b"}"
+    return index.render_site(site, connectors, tail)
 
 
 class Geocoder:

@@ -29,21 +29,8 @@ UPDATE ocpp_links SET boot_iccid = $2, boot_info = $3 WHERE charger_id = $1;
 UPDATE chargers SET iccid = $2, updated_at = now() WHERE charger_id = $1 AND iccid IS NULL;
 
 -- name: connectivity_for_update
--- The charger's connectivity row, locked for a state change.
+-- The charger's connectivity row, locked first (the lock order of every settle).
 SELECT state, reason FROM charger_connectivity WHERE charger_id = $1 FOR UPDATE;
-
--- name: set_connectivity
--- Set the connectivity verdict (and last seen, when given).
-UPDATE charger_connectivity
-   SET state = $2, reason = $3, last_seen_at = COALESCE($4, last_seen_at),
-       changed_at = CASE WHEN (state, reason) IS DISTINCT FROM ($2, $3) THEN now()
-                         ELSE changed_at END
- WHERE charger_id = $1;
-
--- name: record_connectivity_change
--- One row of the connectivity history.
-INSERT INTO connectivity_changes (charger_id, from_state, to_state, reason, source)
-VALUES ($1, $2, $3, $4, $5);
 
 -- name: touch
 -- A message arrived from the charger: it was seen now.
@@ -115,3 +102,48 @@ UPDATE charging_sessions
        last_meter_at = $6, updated_at = now()
  WHERE charger_id = $1 AND transaction_id = $2 AND ended_at IS NULL
    AND (last_meter_at IS NULL OR last_meter_at <= $6);
+
+-- name: touch_many
+-- Batched StatusNotifications: these chargers were seen now.
+UPDATE charger_connectivity SET last_seen_at = $2
+ WHERE charger_id = ANY($1::uuid[]);
+
+-- name: set_connector_statuses_many
+-- Batched StatusNotifications (one row per charger and connector: the latest wins).
+UPDATE connectors k SET status = u.status, status_at = u.at, updated_at = now()
+  FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::timestamptz[])
+       AS u (charger_id, connector_no, status, at)
+ WHERE k.charger_id = u.charger_id AND k.connector_no = u.connector_no
+   AND k.status IS DISTINCT FROM u.status;
+
+-- name: set_open_session_statuses_many
+-- Batched: the open session on each connector follows its OCPP status.
+UPDATE charging_sessions s SET status = u.status, updated_at = now()
+  FROM unnest($1::uuid[], $2::integer[], $3::text[]) AS u (charger_id, connector_no, status)
+ WHERE s.charger_id = u.charger_id AND s.connector_no = u.connector_no
+   AND s.ended_at IS NULL AND s.status <> u.status AND s.status <> 'FAILED';
+
+-- name: session_chargers
+-- Which charger each of these transactions belongs to.
+SELECT transaction_id, charger_id FROM charging_sessions
+ WHERE transaction_id = ANY($1::integer[]);
+
+-- name: insert_samples_many
+-- Batched MeterValues: the samples of many messages (of many chargers) at once.
+INSERT INTO meter_samples (charger_id, connector_no, transaction_id, at, measurand, value,
+                           unit, context, phase)
+SELECT * FROM unnest($1::uuid[], $2::integer[], $3::integer[], $4::timestamptz[],
+                     $5::text[], $6::float8[], $7::text[], $8::text[], $9::text[]);
+
+-- name: update_sessions_live_many
+-- Batched: each session's live state from its latest meter values (only newer win).
+UPDATE charging_sessions s
+   SET energy_wh = CASE WHEN u.energy IS NULL THEN s.energy_wh
+                        ELSE GREATEST(u.energy - s.meter_start_wh, 0) END,
+       power_w = COALESCE(u.power, s.power_w),
+       soc_percent = COALESCE(u.soc, s.soc_percent),
+       last_meter_at = u.at, updated_at = now()
+  FROM unnest($1::uuid[], $2::integer[], $3::bigint[], $4::integer[], $5::float8[],
+              $6::timestamptz[]) AS u (charger_id, transaction_id, energy, power, soc, at)
+ WHERE s.charger_id = u.charger_id AND s.transaction_id = u.transaction_id
+   AND s.ended_at IS NULL AND (s.last_meter_at IS NULL OR s.last_meter_at <= u.at);

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.chargers.central import CommandError, CommandRouter
+from app.chargers.central import CommandRouter
+from app.chargers.commands import CommandClient, CommandError
 from app.core.settings import Settings
 from app.sim import SimCharger, connect
 from tests.chargers.conftest import PASSWORD, Server, fast_sim, onboard, running_server
@@ -74,3 +75,13 @@ async def test_a_command_to_a_charger_nobody_holds_times_out(server: Server) -> 
             "CP-T1", "CancelReservation", {"reservationId": 1}, timeout_s=0.3
         )
     assert caught.value.code == "Timeout"
+
+
+async def test_without_redis_a_command_fails_at_once_with_a_typed_error() -> None:
+    client = CommandClient("redis://127.0.0.1:1/0", "t-unreachable")
+    try:
+        with pytest.raises(CommandError) as caught:
+            await client.remote_start("CP-T1", id_tag="DRIVER1", timeout_s=3)
+        assert caught.value.code == "Unreachable"
+    finally:
+        await client.close()

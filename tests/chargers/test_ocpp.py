@@ -197,8 +197,19 @@ async def test_a_reconnect_within_the_grace_period_stays_online(
         assert (row["state"], row["reason"]) == ("online", "ok")
 
 
-async def test_a_second_authenticated_connection_replaces_the_first(server: Server) -> None:
+async def _replaced_total(srv: Server) -> float:
+    r = await srv.http.get("/metrics")
+    for line in r.text.splitlines():
+        if line.startswith("ocpp_connections_replaced_total "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def test_a_second_authenticated_connection_replaces_the_first(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
     await onboard(server)
+    before = await _replaced_total(server)
     async with (
         await _raw(server, "CP-T1", PASSWORD) as first,
         await _raw(server, "CP-T1", PASSWORD) as second,
@@ -207,6 +218,9 @@ async def test_a_second_authenticated_connection_replaces_the_first(server: Serv
         assert first.close_code == 1000
         await second.send(json.dumps([2, "h2", "Heartbeat", {}]))
         assert json.loads(await second.recv())[0] == 3
+    # Flapping is visible: logged and counted on /metrics.
+    assert await _replaced_total(server) == before + 1
+    assert any("CP-T1 replaces the previous one" in r.getMessage() for r in caplog.records)
 
 
 async def test_full_transaction_with_meter_values_gives_session_energy(
@@ -304,10 +318,35 @@ async def test_a_charger_cannot_touch_another_chargers_transaction(
             )
         )
         assert json.loads(await b.recv())[0] == 3
-    assert (
-        await db.fetchval("SELECT ended_at FROM charging_sessions WHERE transaction_id = $1", tx_id)
-        is None
+        # A's transaction id in B's MeterValues: B's samples, unlinked; A's session untouched.
+        meter = {
+            "connectorId": 1,
+            "transactionId": tx_id,
+            "meterValue": [{"timestamp": _ts(30), "sampledValue": [{"value": "777"}]}],
+        }
+        await b.send(json.dumps([2, "m1", "MeterValues", meter]))
+        assert json.loads(await b.recv())[0] == 3
+        # B's connector 1 is B's: A's connector 1 keeps its status.
+        faulted = {"connectorId": 1, "errorCode": "GroundFailure", "status": "Faulted"}
+        await b.send(json.dumps([2, "c1", "StatusNotification", faulted]))
+        assert json.loads(await b.recv())[0] == 3
+    session = await db.fetchrow(
+        "SELECT ended_at, energy_wh FROM charging_sessions WHERE transaction_id = $1", tx_id
     )
+    assert (session["ended_at"], session["energy_wh"]) == (None, 0)
+    assert (
+        await db.fetchval("SELECT count(*) FROM meter_samples WHERE transaction_id = $1", tx_id)
+        == 0
+    )
+    statuses = dict(
+        await db.fetch(
+            "SELECT c.charge_point_id, k.status FROM connectors k JOIN chargers c USING (charger_id) "
+            "WHERE k.connector_no = 1"
+        )
+    )
+    assert statuses["CP-B"] == "FAULTED"
+    assert statuses["CP-A"] != "FAULTED"
+    assert await db.fetchval("SELECT count(*) FROM connectors WHERE connector_no = 9") == 0
 
 
 @pytest.mark.parametrize(
@@ -318,6 +357,11 @@ async def test_a_charger_cannot_touch_another_chargers_transaction(
         ('[2, "x1", "Heartbeat"]', "ProtocolError"),
         ('[9, "x2", "Heartbeat", {}]', "ProtocolError"),
         ('[2, "x3", "StatusNotification", {"connectorId": "one"}]', None),  # schema → lib
+        (  # schema validation is on: an unknown status enum is refused
+            '[2, "x5", "StatusNotification", '
+            '{"connectorId": 1, "errorCode": "NoError", "status": "Dancing"}]',
+            "FormatViolation",
+        ),
         ('[2, "x4", "NoSuchAction", {}]', None),
     ],
 )

@@ -129,6 +129,9 @@ def test_nothing_known_is_never_connected() -> None:
         ({"boot_iccid": "8944500000000100000"}, "online", "ok"),  # without the check digit
         ({"boot_iccid": "89445000000001000000F"}, "online", "ok"),  # F padding
         ({"boot_iccid": None}, "online", "ok"),
+        # no SIM registered, and the one at boot is another charger's
+        ({"registered_iccid": None, "boot_iccid_taken": True}, "quarantined", "iccid_mismatch"),
+        ({"registered_iccid": None}, "online", "ok"),
         # degraded (still shown)
         ({"roaming": True}, "degraded", "roaming"),
         ({"usage_exceeded": True}, "degraded", "data_usage_exceeded"),

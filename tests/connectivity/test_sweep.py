@@ -107,7 +107,7 @@ async def test_platform_down_keeps_state_and_marks_stale_after_bound(
     result = await sweep_connectivity(ctx)
     assert result == {"ok": False, "error": result["error"], "marked_stale": 1}
     row = await state(db)
-    assert (row["state"], row["reason"], row["stale"]) == ("online", "test", True)
+    assert (row["state"], row["reason"], row["stale"]) == ("online", "ok", True)
 
     standin.down = False
     assert (await sweep_connectivity(ctx))["ok"] is True

@@ -153,7 +153,7 @@ async def test_duplicate_event_is_applied_once(
     assert r.json()["status"] == "duplicate"
     assert await stored(db) == 1
     assert await db.fetchval("SELECT count(*) FROM connectivity_changes") == 1
-    assert await db.fetchval("SELECT count(*) FROM connectivity_alerts") == 1
+    assert await db.fetchval("SELECT count(*) FROM operator_alerts") == 1
 
 
 async def test_signature_reused_by_another_event_is_refused(
@@ -177,10 +177,10 @@ async def test_imei_change_quarantines_hides_and_release_brings_back(
     assert await eventually(lambda: _is(client, 0), within_s=1.0), "still visible after 1 s"
     assert time.monotonic() - started < 1.5
     assert await state_of(db) == ("quarantined", "imei_changed")
-    alert = await db.fetchrow("SELECT kind, acknowledged FROM connectivity_alerts")
+    alert = await db.fetchrow("SELECT kind, reason, acknowledged_at FROM operator_alerts")
     assert alert is not None
-    assert alert["kind"] == "quarantine"
-    assert not alert["acknowledged"]
+    assert (alert["kind"], alert["reason"]) == ("quarantine", "imei_changed")
+    assert alert["acknowledged_at"] is None
     change = await db.fetchrow(
         "SELECT from_state, to_state, reason, source FROM connectivity_changes"
     )

@@ -292,3 +292,28 @@ async def test_rate_limited_per_client(settings: Settings) -> None:
     assert codes[:3] == [200, 200, 200]
     assert r.status_code == 429
     assert int(r.headers["retry-after"]) >= 1
+
+
+async def test_query_string_forms_clients_send(
+    client: Client, token: str, db: asyncpg.Connection
+) -> None:
+    """Empty values count as absent (API.md's own example URL has them), the first of a
+    repeated parameter wins, percent-encoding is decoded, unknown parameters are ignored
+    and booleans come as true/false/1/0."""
+    await onboard(
+        client, token, db, [site("qs-1", lat=48.0, lon=11.0, chargers=[charger("qs-cp")])]
+    )
+    base = "/v1/chargers/nearby?lat=48.0&lon=11.0"
+    await search_until(client, lambda p: len(p.items) == 1, lat=48.0, lon=11.0)
+    for suffix in (
+        "&radius_m=5000&limit=20&connector_type=&min_power_kw=&available_only=false",
+        "&radius_m=5000&radius_m=1&utm_source=app",
+        "&connector_type=CCS%32&available_only=1",
+        "&available_only=TRUE&q=",
+    ):
+        r = await client.get(base + suffix)
+        assert r.status_code == 200, (suffix, r.text)
+        assert len(msgspec.json.decode(r.content, type=NearbyPage).items) == 1, suffix
+    r = await client.get(base + "&available_only=maybe")
+    assert r.status_code == 422
+    assert [e["field"] for e in r.json()["errors"]] == ["available_only"]

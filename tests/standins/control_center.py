@@ -15,6 +15,10 @@ API under `/_standin/` lets another process (demo, bench) change devices, inject
 send pushes. Run it alone with
 `python -m tests.standins.control_center --port 4020 --devices 100000`.
 
+`make run`'s demo mode runs it as the platform of the demo fleet (`--sims FILE` with the
+demo chargers' SIMs, `--push-url`): every `--dropout-every` seconds a few SIMs are
+deactivated (a signed SIM_STATE_CHANGE push) and activated again `--dropout-for` later.
+
 Everything is written from the documentation, independently of `app.connectivity`, so the
 client is tested against the contract rather than against itself.
 """
@@ -29,6 +33,7 @@ import hashlib
 import hmac
 import itertools
 import os
+import random
 import time
 import uuid
 from collections import deque
@@ -153,6 +158,8 @@ class ControlCenterStandIn:
         self.request_count = 0
         self.requests: deque[str] = deque(maxlen=10_000)
         self.pushes_sent = 0
+        self.on_startup: list[Callable[[], Awaitable[None]]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
         self._auth = "Basic " + base64.b64encode(f"{username}:{api_key}".encode()).decode()
 
     # -- store -----------------------------------------------------------------------------
@@ -265,8 +272,14 @@ class ControlCenterStandIn:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
+                    for start in self.on_startup:
+                        task = asyncio.create_task(start())
+                        self._tasks.add(task)
+                        task.add_done_callback(self._tasks.discard)
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
+                    for task in list(self._tasks):
+                        task.cancel()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if scope["type"] != "http":
@@ -625,6 +638,48 @@ async def send_push(
         return await client.post(url, content=body, headers={"Content-Type": content_type})
 
 
+class Dropouts:
+    """Demo drop-outs: every `every_s` a few SIMs go DEACTIVATED (the platform pushes a
+    SIM_STATE_CHANGE) and come back ACTIVATED `down_s` later. The SIM store changes too,
+    so the service's sweep sees the same thing."""
+
+    def __init__(
+        self,
+        cc: ControlCenterStandIn,
+        push_url: str,
+        names: Mapping[str, str],
+        *,
+        every_s: float = 60.0,
+        count: int = 3,
+        down_s: float = 30.0,
+        seed: int | None = None,
+    ) -> None:
+        self.cc, self.push_url, self.names = cc, push_url, dict(names)
+        self.every_s, self.count, self.down_s = every_s, count, down_s
+        self.rng = random.Random(seed)
+
+    async def _push(self, iccid: str, status: str) -> None:
+        self.cc.set_status(iccid, status)
+        try:
+            r = await self.cc.send_push(self.push_url, "SIM_STATE_CHANGE", iccid)
+            outcome = f"HTTP {r.status_code}"
+        except httpx.HTTPError as exc:
+            outcome = f"not delivered ({exc!r})"
+        name = self.names.get(iccid, iccid)
+        print(f"platform: {name} SIM {status} (push {outcome})", flush=True)
+
+    async def run(self) -> None:
+        pool = sorted(self.names)
+        while True:
+            await asyncio.sleep(self.every_s)
+            picks = self.rng.sample(pool, min(self.count, len(pool)))
+            for iccid in picks:
+                await self._push(iccid, "DEACTIVATED")
+            await asyncio.sleep(self.down_s)
+            for iccid in picks:
+                await self._push(iccid, "ACTIVATED")
+
+
 def _err(message: str, code: str) -> dict[str, str]:
     return {"errorMessage": message, "errorCode": code}
 
@@ -681,6 +736,13 @@ def main(argv: list[str] | None = None) -> None:
         default=DOCUMENTED_MAX_PAGE_SIZE,
         help="largest pageSize accepted (the real platform: 50)",
     )
+    parser.add_argument(
+        "--sims", help="JSON file [{iccid, charge_point_id}]: devices with these ICCIDs"
+    )
+    parser.add_argument("--push-url", default="", help="where pushes go (demo drop-outs)")
+    parser.add_argument("--dropout-every", type=float, default=0.0, help="seconds; 0 = off")
+    parser.add_argument("--dropout-count", type=int, default=3)
+    parser.add_argument("--dropout-for", type=float, default=30.0, help="seconds down")
     args = parser.parse_args(argv)
 
     import uvicorn  # only for the stand-alone process
@@ -693,9 +755,25 @@ def main(argv: list[str] | None = None) -> None:
     )
     started = time.perf_counter()
     app.add_devices(args.devices)
+    names: dict[str, str] = {}
+    if args.sims:
+        with open(args.sims, "rb") as f:
+            for sim in msgspec.json.decode(f.read()):
+                app.add_device(sim["iccid"])
+                names[sim["iccid"]] = sim.get("charge_point_id") or sim["iccid"]
+    if args.dropout_every > 0 and args.push_url and names and app.push_secret:
+        dropouts = Dropouts(
+            app,
+            args.push_url,
+            names,
+            every_s=args.dropout_every,
+            count=args.dropout_count,
+            down_s=args.dropout_for,
+        )
+        app.on_startup.append(dropouts.run)
     print(
         f"control center stand-in on http://{args.host}:{args.port}{API_PREFIX} "
-        f"({args.devices} devices in {time.perf_counter() - started:.1f}s, "
+        f"({len(app.devices)} devices in {time.perf_counter() - started:.1f}s, "
         f"max pageSize {args.max_page_size})",
         flush=True,
     )

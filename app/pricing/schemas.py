@@ -1,0 +1,113 @@
+"""Pricing payloads: the admin tariff API and the driver-facing quote / cheapest start."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+from app.pricing.tariff import ComponentType, TariffElement
+
+
+class TariffIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """A tariff as published by a pricing admin (OCPI 2.2.1 elements, prices excl. VAT)."""
+
+    name: str = msgspec.field(default="")
+    currency: str
+    vat_percent: str
+    elements: list[TariffElement]
+
+
+class TariffRef(msgspec.Struct, frozen=True, kw_only=True):
+    tariff_id: str
+    version: int
+
+
+class TariffOut(msgspec.Struct, frozen=True, kw_only=True):
+    tariff_id: str
+    version: int
+    name: str
+    currency: str
+    vat_percent: str
+    elements: list[TariffElement]
+    created_at: datetime
+    version_created_at: datetime
+
+
+class TariffPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[TariffOut]
+    next_cursor: str | None = None
+
+
+class AssignmentIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Exactly one of `site_id` and `charger_id`."""
+
+    tariff_id: str
+    effective_from: datetime
+    site_id: str | None = None
+    charger_id: str | None = None
+
+
+class AssignmentOut(msgspec.Struct, frozen=True, kw_only=True):
+    assignment_id: int
+    tariff_id: str
+    site_id: str | None
+    charger_id: str | None
+    effective_from: datetime
+    created_at: datetime
+
+
+class TimelineBand(msgspec.Struct, frozen=True, kw_only=True):
+    from_: datetime = msgspec.field(name="from")
+    to: datetime
+    energy_per_kwh: str | None
+    time_per_hour: str | None
+    flat: str | None
+    idle_per_hour: str | None
+
+
+class Timeline(msgspec.Struct, frozen=True, kw_only=True):
+    tariff_id: str
+    version: int
+    currency: str
+    timezone: str
+    bands: list[TimelineBand]
+
+
+class QuoteLine(msgspec.Struct, frozen=True, kw_only=True):
+    component: ComponentType
+    band_from: datetime
+    band_to: datetime
+    quantity: float
+    unit: Literal["kWh", "h", "session"]
+    unit_price: str
+    amount_minor: int
+
+
+class Quote(msgspec.Struct, frozen=True, kw_only=True):
+    """Line amounts exclude VAT; `total_minor` = sum of lines + `vat_minor`."""
+
+    currency: str
+    total_minor: int
+    lines: list[QuoteLine]
+    vat_minor: int
+    subtotal_minor: int
+    vat_percent: str
+    tariff_id: str
+    tariff_version: int
+    start_at: datetime
+    end_at: datetime
+    energy_kwh: float
+    power_kw: float
+
+
+class CheapestStartOut(msgspec.Struct, frozen=True, kw_only=True):
+    start_at: datetime
+    total_minor: int
+    saving_minor_vs_now: int
+    currency: str
+    now_total_minor: int
+    energy_kwh: float
+    power_kw: float
+    tariff_id: str
