@@ -26,6 +26,7 @@ import asyncpg
 import numpy as np
 from numpy.typing import NDArray
 
+from app.core.listen import Listener
 from app.core.sql import Q
 from app.discovery.index import (
     CONNECTOR_TYPES,
@@ -146,16 +147,15 @@ class LiveIndex:
         self._pending: list[str] | None = None  # deltas heard while a rebuild runs
         self._rebuild_requested = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._listen_conn: asyncpg.Connection | None = None
-        self._listening = asyncio.Event()
+        self._listener = Listener(dsn, CHANNEL, self._on_notify, self._rebuild_requested.set)
         self._stopping = False
 
     async def start(self, pool: asyncpg.Pool) -> None:
         # Listen first, then load: a change committed during the load is either in the
         # loaded rows or heard (and re-applied afterwards), never lost.
-        self._tasks = [asyncio.create_task(self._listen_forever(), name="discovery-listen")]
+        self._listener.start()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listening.wait(), timeout=5)
+            await asyncio.wait_for(self._listener.ready.wait(), timeout=5)
         self._pending = []
         try:
             self.index = await load_index(self.dsn)
@@ -176,13 +176,11 @@ class LiveIndex:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        if self._listen_conn is not None:
-            with contextlib.suppress(Exception):
-                await self._listen_conn.close()
+        await self._listener.stop()
 
     # ---- deltas -----------------------------------------------------------------------
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, payload: str) -> None:
         if self._pending is not None:
             self._pending.append(payload)
         self.apply(payload)
@@ -206,32 +204,6 @@ class LiveIndex:
             self._rebuild_requested.set()
 
     # ---- background tasks -------------------------------------------------------------
-
-    async def _listen_forever(self) -> None:
-        delay = 0.2
-        while not self._stopping:
-            try:
-                conn = await asyncpg.connect(self.dsn, timeout=5)
-                self._listen_conn = conn
-                await conn.add_listener(CHANNEL, self._on_notify)
-                if self._listening.is_set():  # a reconnect: deltas may have been missed
-                    self._rebuild_requested.set()
-                self._listening.set()
-                delay = 0.2
-                while not conn.is_closed():
-                    await asyncio.sleep(1.0)
-                    await conn.execute("SELECT 1")  # notices a dead socket
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("discovery LISTEN connection lost (%r); reconnecting", exc)
-            finally:
-                if self._listen_conn is not None:
-                    with contextlib.suppress(Exception):
-                        await self._listen_conn.close()
-                    self._listen_conn = None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
     async def _rebuild_loop(self) -> None:
         while not self._stopping:

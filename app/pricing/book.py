@@ -33,6 +33,7 @@ import asyncpg
 import msgspec
 
 from app.core.clock import Clock
+from app.core.listen import Listener
 from app.core.sql import Q
 from app.pricing.engine import Band, CompiledTariff, PriceNow, bands, compile_tariff, price_at
 from app.pricing.tariff import Tariff, TariffElement
@@ -122,8 +123,7 @@ class PriceBook:
         self._heard: set[str] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._listening = asyncio.Event()
-        self._listen_conn: asyncpg.Connection | None = None
+        self._listener = Listener(dsn, CHANNEL, self._on_notify, lambda: self._on_notify("f"))
         self._pool: asyncpg.Pool | None = None
         self._stopping = False
 
@@ -294,9 +294,10 @@ class PriceBook:
         # Listen first, then load: a change committed during the load is either in the
         # loaded rows or heard (and re-read afterwards), never lost.
         self._pool = pool
-        self._tasks = [asyncio.create_task(self._listen_forever(), name="pricing-listen")]
+        self._tasks = []
+        self._listener.start()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listening.wait(), timeout=5)
+            await asyncio.wait_for(self._listener.ready.wait(), timeout=5)
         try:
             await self.load_all(pool)
         except (OSError, asyncpg.PostgresError) as exc:
@@ -312,39 +313,11 @@ class PriceBook:
         for t in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        if self._listen_conn is not None:
-            with contextlib.suppress(Exception):
-                await self._listen_conn.close()
+        await self._listener.stop()
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, payload: str) -> None:
         self._heard.add(payload)
         self._wake.set()
-
-    async def _listen_forever(self) -> None:
-        delay = 0.2
-        while not self._stopping:
-            try:
-                conn = await asyncpg.connect(self.dsn, timeout=5)
-                self._listen_conn = conn
-                await conn.add_listener(CHANNEL, self._on_notify)
-                if self._listening.is_set():  # a reconnect: changes may have been missed
-                    self._on_notify(conn, 0, CHANNEL, "f")
-                self._listening.set()
-                delay = 0.2
-                while not conn.is_closed():
-                    await asyncio.sleep(1.0)
-                    await conn.execute("SELECT 1")  # notices a dead socket
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("pricing LISTEN connection lost (%r); reconnecting", exc)
-            finally:
-                if self._listen_conn is not None:
-                    with contextlib.suppress(Exception):
-                        await self._listen_conn.close()
-                    self._listen_conn = None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
 
     async def _refresh_loop(self) -> None:
         while not self._stopping:

@@ -3,21 +3,14 @@ visible in search from both API worker processes within 1 s."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
-from app.core.embedded import free_port
-from app.core.settings import ROOT
-from tests.conftest import TEST_JWT_SECRET
 from tests.factories import bring_online
+from tests.servers import granian_app, seconds_until_everywhere
 
 SITES = [("fresh-a", 52.52, 13.405), ("fresh-b", 52.521, 13.406)]
 
@@ -45,50 +38,8 @@ async def two_workers(db_url: str, redis_url: str, db: asyncpg.Connection) -> As
             site_id,
         )
     await bring_online(db)
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "REDIS_URL": redis_url,
-        "APP_DEMO": "0",
-        "JWT_SECRET": TEST_JWT_SECRET,
-        "ACCESS_LOG": "0",
-        "LOG_LEVEL": "WARNING",
-        "DISCOVERY_RATE_PER_S": "0",
-        "PYTHONPATH": str(ROOT),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "granian"),
-        "--interface",
-        "asgi",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        "app.main:create_app",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base, timeout=2) as c:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if (await c.get("/health/ready")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
+    async with granian_app(db_url, redis_url) as base:
         yield base
-    finally:
-        proc.terminate()
-        await proc.wait()
 
 
 async def _statuses(c: httpx.AsyncClient) -> list[tuple[str, str]]:
@@ -96,22 +47,8 @@ async def _statuses(c: httpx.AsyncClient) -> list[tuple[str, str]]:
     return [(s["name"], s["connectors"][0]["status"]) for s in r.json()["items"]]
 
 
-async def _time_until_everywhere(c: httpx.AsyncClient, expected: list[tuple[str, str]]) -> float:
-    """Seconds from now until the first of 20 consecutive requests (spread over both
-    workers) that all show `expected`."""
-    start = time.monotonic()
-    streak, streak_began = 0, start
-    while time.monotonic() - start < 5:
-        sent = time.monotonic()
-        if await _statuses(c) == expected:
-            if streak == 0:
-                streak_began = sent
-            streak += 1
-        else:
-            streak = 0
-        if streak >= 20:
-            return streak_began - start
-    return float("inf")
+async def _time_until_everywhere(c: httpx.AsyncClient, expected: object) -> float:
+    return await seconds_until_everywhere(lambda: _statuses(c), expected)
 
 
 @pytest.mark.timeout(90)

@@ -3,22 +3,16 @@ processes within 1 s (PostgreSQL NOTIFY on `vw_pricing` → each worker's PriceB
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
 
 from app.core.auth import Role
-from app.core.embedded import free_port
-from app.core.settings import ROOT, Settings
-from tests.conftest import TEST_JWT_SECRET
+from app.core.settings import Settings
 from tests.factories import auth, bring_online, staff_token
+from tests.servers import granian_app, seconds_until_everywhere
 
 TARIFF = {
     "name": "Fresh",
@@ -46,50 +40,8 @@ async def server(db_url: str, redis_url: str, db: asyncpg.Connection) -> AsyncIt
         site_id,
     )
     await bring_online(db)
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        "REDIS_URL": redis_url,
-        "APP_DEMO": "0",
-        "JWT_SECRET": TEST_JWT_SECRET,
-        "ACCESS_LOG": "0",
-        "LOG_LEVEL": "WARNING",
-        "DISCOVERY_RATE_PER_S": "0",
-        "PYTHONPATH": str(ROOT),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "granian"),
-        "--interface",
-        "asgi",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        "app.main:create_app",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base, timeout=2) as c:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if (await c.get("/health/ready")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
+    async with granian_app(db_url, redis_url) as base:
         yield base
-    finally:
-        proc.terminate()
-        await proc.wait()
 
 
 async def _energy_price(c: httpx.AsyncClient) -> str | None:
@@ -101,22 +53,8 @@ async def _energy_price(c: httpx.AsyncClient) -> str | None:
     return price
 
 
-async def _time_until_everywhere(c: httpx.AsyncClient, expected: str | None) -> float:
-    """Seconds from now until the first of 20 consecutive requests (fresh connections,
-    so spread over both workers) that all show `expected`."""
-    start = time.monotonic()
-    streak, streak_began = 0, start
-    while time.monotonic() - start < 5:
-        sent = time.monotonic()
-        if await _energy_price(c) == expected:
-            if streak == 0:
-                streak_began = sent
-            streak += 1
-        else:
-            streak = 0
-        if streak >= 20:
-            return streak_began - start
-    return float("inf")
+async def _time_until_everywhere(c: httpx.AsyncClient, expected: object) -> float:
+    return await seconds_until_everywhere(lambda: _energy_price(c), expected)
 
 
 @pytest.mark.timeout(90)
