@@ -25,6 +25,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -401,6 +402,7 @@ def main() -> int:
             return run(service, args)
     finally:
         services.stop()
+        shutil.rmtree(env["APP_DATA_DIR"], ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,9 @@ charger's WebSocket; this test process asks through Redis only, as an arq worker
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 import httpx
@@ -18,17 +14,15 @@ import pytest
 
 from app.chargers.commands import CommandClient, CommandError, RemoteStartResult
 from app.core.auth import Role
-from app.core.embedded import free_port
-from app.core.settings import ROOT, Settings
+from app.core.settings import Settings
 from app.sim import SimCharger, connect
 from tests.chargers.conftest import PASSWORD, fast_sim
-from tests.conftest import TEST_JWT_SECRET
 from tests.factories import charger, eventually, import_fleet, make_driver, site, staff_token
+from tests.servers import granian_app
 
 
 @dataclass
 class ApiProcess:
-    pid: int
     http: httpx.AsyncClient
     ocpp_url: str
 
@@ -36,60 +30,23 @@ class ApiProcess:
 @pytest.fixture
 async def api_process(settings: Settings) -> AsyncIterator[ApiProcess]:
     """The app in its own OS process (granian, one worker) on the test's DB and Redis."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "REDIS_NAMESPACE": settings.redis_namespace,
-        "APP_DEMO": "0",
-        "JWT_SECRET": TEST_JWT_SECRET,
-        "ACCESS_LOG": "0",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(ROOT),
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "granian"),
-        "--interface",
-        "asgi",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "app.main:create_app",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if (await http.get("/health/ready")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert proc.returncode is None, "the API process exited"
-                assert time.monotonic() < deadline, "the API process never got ready"
-                await asyncio.sleep(0.2)
-            token = staff_token(settings, roles=(Role.ADMIN,))
-            r = await import_fleet(
-                http,  # type: ignore[arg-type]
-                token,
-                [site("S-CP-X1", chargers=[charger("CP-X1", password=PASSWORD)])],
-            )
-            assert r.status_code == 200, r.text
-            yield ApiProcess(proc.pid, http, f"ws://127.0.0.1:{port}/ocpp")
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-        await asyncio.wait_for(proc.wait(), 15)
+    async with (
+        granian_app(
+            settings.database_url,
+            settings.redis_url,
+            workers=1,
+            env={"REDIS_NAMESPACE": settings.redis_namespace},
+        ) as base,
+        httpx.AsyncClient(base_url=base, timeout=10) as http,
+    ):
+        token = staff_token(settings, roles=(Role.ADMIN,))
+        r = await import_fleet(
+            http,  # type: ignore[arg-type]
+            token,
+            [site("S-CP-X1", chargers=[charger("CP-X1", password=PASSWORD)])],
+        )
+        assert r.status_code == 200, r.text
+        yield ApiProcess(http, base.replace("http://", "ws://") + "/ocpp")
 
 
 @pytest.fixture
@@ -116,7 +73,6 @@ async def test_remote_start_and_stop_from_another_os_process(
     db: asyncpg.Connection,
     settings: Settings,
 ) -> None:
-    assert api_process.pid != os.getpid()
     driver = await make_driver(db, settings)
     id_tag = await db.fetchval(
         "SELECT id_tag FROM drivers WHERE driver_id = $1::uuid", driver["driver_id"]
