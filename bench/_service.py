@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -66,3 +67,41 @@ def running_service(
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+BENCH_ADMIN = ("bench@example.com", "bench password 1")
+
+
+def create_admin(env: dict[str, str]) -> str:
+    """A staff admin for the bench, made with the CLI as an operator would; returns its
+    TOTP secret (log in with `admin_token`)."""
+    import pyotp
+
+    secret = pyotp.random_base32()
+    email, password = BENCH_ADMIN
+    subprocess.run(
+        [
+            *(sys.executable, "-m", "app", "admin", "create-user"),
+            *("--email", email, "--password", password),
+            *("--role", "admin", "--totp-secret", secret),
+        ],
+        env={**os.environ, **env},
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+    )
+    return secret
+
+
+def admin_token(http: Any, secret: str) -> str:
+    """Log the bench admin in (password + TOTP) with an httpx client on the service."""
+    import pyotp
+
+    email, password = BENCH_ADMIN
+    r = http.post(
+        "/admin/v1/auth/login",
+        json={"email": email, "password": password, "totp_code": pyotp.TOTP(secret).now()},
+    )
+    r.raise_for_status()
+    token: str = r.json()["access_token"]
+    return token

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import subprocess
 import sys
@@ -23,13 +22,12 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import pyotp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.core.embedded import Services, dsn_for_database  # noqa: E402
-from bench._service import RunningService, running_service  # noqa: E402
+from bench._service import RunningService, admin_token, create_admin, running_service  # noqa:E402
 
 CITIES = [
     (52.52, 13.405, "Europe/Berlin"),
@@ -110,28 +108,7 @@ def main() -> int:
     env = services.start()
     db = asyncio.run(reset_database(env["DATABASE_URL"], "voltway_bench_import"))
     env = {**env, "DATABASE_URL": db, "REDIS_NAMESPACE": "bench-import"}
-    secret = pyotp.random_base32()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "admin",
-            "create-user",
-            "--email",
-            "bench@example.com",
-            "--password",
-            "bench password 1",
-            "--role",
-            "admin",
-            "--totp-secret",
-            secret,
-        ],
-        env={**os.environ, **env},
-        check=True,
-        cwd=ROOT,
-        capture_output=True,
-    )
+    secret = create_admin(env)
     try:
         with running_service(env) as service:
             return measure(service, args.chargers, secret)
@@ -143,14 +120,7 @@ def measure(service: RunningService, chargers: int, secret: str) -> int:
     base, proc = service.base, service.proc
     body = json.dumps(fleet(chargers)).encode()
     with httpx.Client(base_url=base, timeout=120) as http:
-        token = http.post(
-            "/admin/v1/auth/login",
-            json={
-                "email": "bench@example.com",
-                "password": "bench password 1",
-                "totp_code": pyotp.TOTP(secret).now(),
-            },
-        ).json()["access_token"]
+        token = admin_token(http, secret)
         headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
         rows = []
         for label in ("create", "re-import (idempotent)"):

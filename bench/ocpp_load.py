@@ -36,13 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pyotp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.core.embedded import Services  # noqa: E402
-from bench._service import RunningService, running_service  # noqa: E402
+from bench._service import RunningService, admin_token, create_admin, running_service  # noqa:E402
 from bench.fleet_import import reset_database  # noqa: E402
 
 DATABASE = "voltway_bench_ocpp"
@@ -88,14 +87,7 @@ def fleet(chargers: int, per_site: int = 2) -> dict[str, Any]:
 
 def onboard(service: RunningService, chargers: int, secret: str) -> float:
     with httpx.Client(base_url=service.base, timeout=300) as http:
-        token = http.post(
-            "/admin/v1/auth/login",
-            json={
-                "email": "bench@example.com",
-                "password": "bench password 1",
-                "totp_code": pyotp.TOTP(secret).now(),
-            },
-        ).json()["access_token"]
+        token = admin_token(http, secret)
         t0 = time.perf_counter()
         r = http.post(
             "/admin/v1/fleet/import",
@@ -373,28 +365,7 @@ def main() -> int:
         # another service started meanwhile must not wipe this one's metric files.
         "APP_DATA_DIR": tempfile.mkdtemp(prefix="voltway-bench-ocpp-"),
     }
-    secret = pyotp.random_base32()
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "admin",
-            "create-user",
-            "--email",
-            "bench@example.com",
-            "--password",
-            "bench password 1",
-            "--role",
-            "admin",
-            "--totp-secret",
-            secret,
-        ],
-        env={**os.environ, **env},
-        check=True,
-        cwd=ROOT,
-        capture_output=True,
-    )
+    secret = create_admin(env)
     try:
         with running_service(env) as service:
             took = onboard(service, args.chargers, secret)
