@@ -85,6 +85,15 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # arq's CLI installs its own plain-text handler (every line came out twice) and logs
+    # each cron run at INFO (every 5 s); httpx logs every request at INFO. Below DEBUG,
+    # keep only their warnings and errors (failed jobs, retries).
+    for name in ("arq", "arq.worker", "arq.jobs", "arq.connections"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    if level.upper() != "DEBUG":
+        for name in ("arq.worker", "httpx"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def metrics_payload() -> tuple[bytes, str]:
