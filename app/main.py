@@ -19,6 +19,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from app.admin import routes as admin_routes
 from app.chargers import routes as charger_routes
 from app.connectivity import routes as connectivity_routes
+from app.core import gcpolicy as gc_policy
 from app.core.auth import provide_driver, provide_staff
 from app.core.clock import provide_clock
 from app.core.db import create_pool, provide_db
@@ -53,6 +54,7 @@ LIFESPANS: list[Any] = [
     charger_routes.lifespan,
     pricing_routes.lifespan,
     discovery_routes.lifespan,
+    gc_policy.lifespan,  # last: freezes what start-up loaded
 ]
 
 # Outermost first: request id + metrics around everything, then Idempotency-Key replays.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any, cast
@@ -35,11 +34,7 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
         settings.discovery_rate_per_s, settings.discovery_burst
     )
     app.state.geocoder = service.Geocoder(settings.geocoder_url) if settings.geocoder_url else None
-    # Everything loaded so far lives as long as the worker: keep it out of the cyclic
-    # GC's full collections, whose pauses over ~10⁶ long-lived objects would otherwise
-    # show up as tail latency (bench/README.md).
-    release_memory()
-    gc.freeze()
+    release_memory()  # the load's temporaries back to the OS; app/core/gcpolicy.py freezes the rest
     try:
         yield
     finally:
