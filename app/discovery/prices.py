@@ -38,13 +38,16 @@ class SitePrices:
     @classmethod
     def build(cls, book: PriceBook, site_uuid: NDArray[np.uint8]) -> SitePrices:
         version = book.version
-        raw = site_uuid.tobytes()
-        get = book.sites.get
+        sites = book.sites
+        if isinstance(sites, dict):
+            raw = site_uuid.tobytes()
+            found = [sites.get(raw[16 * i : 16 * i + 16]) for i in range(len(site_uuid))]
+        else:
+            found = sites.lookup(site_uuid)
         slot_of: dict[int, int] = {}
         schedules: list[Schedule] = []
         slots = np.zeros(len(site_uuid), dtype=np.int32)
-        for i in range(len(site_uuid)):
-            sch = get(raw[16 * i : 16 * i + 16])
+        for i, sch in enumerate(found):
             if sch is not None:
                 slot = slot_of.get(id(sch))
                 if slot is None:

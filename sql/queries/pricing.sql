@@ -106,3 +106,20 @@ INSERT INTO tariff_assignments (tariff_id, site_id, effective_from, created_by)
 SELECT $1, s.site_id, $3, 'demo-seed' FROM sites s
 WHERE s.external_id LIKE $2 || '%'
   AND NOT EXISTS (SELECT 1 FROM tariff_assignments a WHERE a.site_id = s.site_id);
+
+-- name: site_schedules
+-- Every site's site-level assignments grouped into schedules (zone + the assignments in
+-- the order they apply), with the sites sharing each schedule as concatenated 16-byte
+-- UUIDs: a few rows for the whole network, no Python object per site (PriceBook load).
+WITH per_site AS (
+    SELECT a.site_id, s.timezone,
+           array_agg(extract(epoch FROM a.effective_from)::float8
+                     ORDER BY a.effective_from, a.assignment_id) AS effs,
+           array_agg(a.tariff_id::text ORDER BY a.effective_from, a.assignment_id) AS tariff_ids
+    FROM tariff_assignments a JOIN sites s ON s.site_id = a.site_id
+    WHERE a.site_id IS NOT NULL
+    GROUP BY a.site_id, s.timezone
+)
+SELECT timezone, effs, tariff_ids, string_agg(uuid_send(site_id), ''::bytea) AS site_ids
+FROM per_site
+GROUP BY timezone, effs, tariff_ids;

@@ -119,3 +119,35 @@ def test_a_new_version_invalidates_cached_answers() -> None:
     after, until = book.site_price_json(site, NOON)
     assert msgspec.json.decode(after)["energy_per_kwh"] == "0.35"
     assert until == math.inf
+
+
+def test_compact_site_schedules_find_every_key_including_trailing_nul_bytes() -> None:
+    """After a bulk load the book keeps site keys in a sorted S16 array: a UUID ending in
+    0x00 (1 in 256) must still be found, single lookups and vectorised ones alike, and
+    assignments made after the load (the overlay) win."""
+    import os
+
+    import numpy as np
+
+    from app.pricing.book import Schedule, SiteSchedules
+
+    zone = ZoneInfo("Europe/Berlin")
+    a, b = Schedule(zone, ((0.0, "a"),)), Schedule(zone, ((0.0, "b"),))
+    keys = [os.urandom(15) + b"\x00", b"\x00" * 16, *(os.urandom(16) for _ in range(200))]
+    table = SiteSchedules({k: (a if i % 2 else b) for i, k in enumerate(keys)})
+    assert len(table) == len(keys)
+    for i, k in enumerate(keys):
+        assert table.get(k) is (a if i % 2 else b)
+    assert table.get(os.urandom(16)) is None
+    late = os.urandom(15) + b"\x00"
+    table[late] = a
+    table[keys[0]] = a  # re-assigned after the load
+    raw = np.frombuffer(b"".join([*keys, late]), dtype=np.uint8).reshape(-1, 16)
+    found = table.lookup(raw)
+    assert found[0] is a  # the overlay wins
+    assert found[1] is a
+    assert found[-1] is a
+    assert [found[i] for i in range(2, len(keys))] == [
+        (a if i % 2 else b) for i in range(2, len(keys))
+    ]
+    assert len(table) == len(keys) + 1
