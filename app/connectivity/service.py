@@ -217,15 +217,23 @@ async def settle(
     return True
 
 
+async def lock_signals(
+    conn: Connection, *, charger_id: UUID | None = None, iccid: str | None = None
+) -> _Row | None:
+    """A charger's stored signals, by id or by SIM, its connectivity row locked for the
+    rest of the transaction; None for an unknown charger."""
+    record = await conn.fetchrow(Q("connectivity.charger_signals_for_update"), charger_id, iccid)
+    return None if record is None else charger_row(record)
+
+
 async def settle_charger(
     conn: Connection, charger_id: UUID, config: HealthConfig, now: datetime, *, source: str
 ) -> tuple[_Row | None, bool]:
     """Lock the charger's connectivity row, then `settle()` (for callers whose signal is
     already stored); (row, changed), row None for an unknown charger."""
-    record = await conn.fetchrow(Q("connectivity.charger_by_id_for_update"), charger_id)
-    if record is None:
+    row = await lock_signals(conn, charger_id=charger_id)
+    if row is None:
         return None, False
-    row = charger_row(record)
     return row, await settle(conn, row, config, now, source=source)
 
 
@@ -324,10 +332,9 @@ async def apply_event(
 ) -> str:
     if not event.known:
         return "unknown_type"
-    record = await conn.fetchrow(Q("connectivity.charger_by_iccid_for_update"), event.iccid)
-    if record is None:
+    row = await lock_signals(conn, iccid=event.iccid)
+    if row is None:
         return "unknown_charger"
-    row = charger_row(record)
     apply_to_row(row, event, now)
     await store_signals(conn, row)
     if event.event_type in USAGE_EVENT_TYPES:
@@ -362,10 +369,9 @@ async def release(
         key = UUID(charger_id)
     except ValueError:
         raise NotFound("no charger with this id") from None
-    record = await conn.fetchrow(Q("connectivity.charger_by_id_for_update"), key)
-    if record is None:
+    row = await lock_signals(conn, charger_id=key)
+    if row is None:
         raise NotFound("no charger with this id")
-    row = charger_row(record)
     before = {
         "state": row.state,
         "reason": row.reason,

@@ -82,10 +82,9 @@ async def sweep_connectivity(ctx: dict[str, Any]) -> dict[str, Any]:
             r["iccid"] for r in await conn.fetch(Q("connectivity.fleet_iccids"), list(statuses))
         ]
         for iccid in sorted(ours):  # a fixed lock order
-            record = await conn.fetchrow(Q("connectivity.charger_by_iccid_for_update"), iccid)
-            if record is None:
+            row = await service.lock_signals(conn, iccid=iccid)
+            if row is None:
                 continue
-            row = service.charger_row(record)
             status = statuses.get(iccid)
             if status and service.is_newer(started, row.sim_status_at):
                 row.sim_status, row.sim_status_at = status.strip().upper(), started

@@ -397,9 +397,6 @@ class FleetIndex:
             return int(self.site_uuid_pos[j])
         return None
 
-    def site_uuid_bytes(self, site: int) -> bytes:
-        return bytes(self.site_uuid[site].tobytes())
-
     def site_uuids(self, sites: I64) -> list[bytes]:
         """The raw 16-byte UUIDs of `sites` (one numpy gather, then slices)."""
         raw = self.site_uuid[sites].tobytes()

@@ -14,9 +14,9 @@ SELECT id, event_id, processed_at, outcome FROM connectivity_push_events WHERE e
 -- Record what applying a push event did.
 UPDATE connectivity_push_events SET processed_at = $2, outcome = $3 WHERE id = $1;
 
--- name: charger_by_iccid_for_update
--- The charger holding a SIM with every stored signal (its connectivity row, its OCPP link),
--- the connectivity row locked for the update.
+-- name: charger_signals_for_update
+-- A charger ($1 its id, or $2 the ICCID of its SIM) with every stored signal (its
+-- connectivity row, its OCPP link), the connectivity row locked for the update.
 SELECT c.charger_id, c.charge_point_id, c.iccid, c.bound_imei,
        h.state, h.reason, h.last_seen_at, h.stale, h.sim_status, h.sim_status_at, h.imei,
        h.session_open, h.session_ended_at, h.session_at, h.imei_change_at,
@@ -29,24 +29,7 @@ SELECT c.charger_id, c.charge_point_id, c.iccid, c.bound_imei,
                      WHERE o.iccid = l.boot_iccid AND o.charger_id <> c.charger_id)) AS iccid_taken
 FROM chargers c JOIN charger_connectivity h ON h.charger_id = c.charger_id
      LEFT JOIN ocpp_links l ON l.charger_id = c.charger_id
-WHERE c.iccid = $1
-FOR UPDATE OF h;
-
--- name: charger_by_id_for_update
--- A charger with every stored signal, the connectivity row locked for the update.
-SELECT c.charger_id, c.charge_point_id, c.iccid, c.bound_imei,
-       h.state, h.reason, h.last_seen_at, h.stale, h.sim_status, h.sim_status_at, h.imei,
-       h.session_open, h.session_ended_at, h.session_at, h.imei_change_at,
-       h.quarantine_released_at, h.usage_exceeded, h.platform_last_ok_at, h.changed_at,
-       h.offline_since, l.boot_iccid,
-       CASE WHEN l.charger_id IS NULL THEN NULL ELSE l.disconnected_at IS NULL END AS link_open,
-       l.disconnected_at AS link_down_since,
-       (c.iccid IS NULL AND l.boot_iccid IS NOT NULL
-        AND EXISTS (SELECT 1 FROM chargers o
-                     WHERE o.iccid = l.boot_iccid AND o.charger_id <> c.charger_id)) AS iccid_taken
-FROM chargers c JOIN charger_connectivity h ON h.charger_id = c.charger_id
-     LEFT JOIN ocpp_links l ON l.charger_id = c.charger_id
-WHERE c.charger_id = $1
+WHERE c.charger_id = $1::uuid OR c.iccid = $2::text
 FOR UPDATE OF h;
 
 -- name: update_platform_signals

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from ocpp.v16 import call
 
-from app.sim import SessionPlan, SimCharger, SimOptions, connect
+from app.sim import SessionPlan, SimCharger, connect
 from app.sim.charge_point import ocpp_timestamp
+from tests.chargers.conftest import fast_sim
 from tests.sim.central_system import PASSWORDS, CentralSystem, running_central_system
 
 
@@ -21,17 +22,8 @@ async def cs() -> AsyncIterator[CentralSystem]:
         yield central
 
 
-def fast(**overrides: Any) -> SimOptions:
-    options = SimOptions(
-        reconnect_min_s=0.05,
-        reconnect_max_s=0.2,
-        response_timeout_s=2.0,
-        tx_retry_interval_s=0.05,
-        remote_start_plan=None,
-    )
-    for key, value in overrides.items():
-        setattr(options, key, value)
-    return options
+# The chargers tests' quick options, with a shorter answer timeout.
+fast = functools.partial(fast_sim, response_timeout_s=2.0)
 
 
 @pytest.fixture
