@@ -1,8 +1,8 @@
 """The arq worker: `arq workers.main.WorkerSettings` (started by `make run`).
 
 Jobs are enqueued through the `outbox` table (written in the same transaction as the
-change that needs them); `relay_outbox` moves pending rows to arq and a sweep re-enqueues
-rows Redis lost. Domains add their jobs to `FUNCTIONS` and cron sweeps to `CRON_JOBS`.
+change that needs them, `app/core/outbox.py`); `relay_outbox` moves pending rows to arq and
+re-enqueues rows Redis lost. Domains add their jobs to `FUNCTIONS` and cron sweeps to `CRON_JOBS`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from arq.connections import RedisSettings
 
 from app.chargers.commands import CommandClient
 from app.connectivity.tasks import close_client, sweep_connectivity, sweep_links
+from app.core import outbox
 from app.core.db import create_pool
 from app.core.observability import configure_logging
+from app.core.outbox import purge_outbox, relay_outbox
 from app.core.settings import get_settings
 from app.identity.tasks import purge_expired_identity
 from app.notifications.tasks import close_sender, redact_expired_sms, send_sms
-from workers.outbox import relay_outbox
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -43,6 +44,7 @@ _settings = get_settings()
 FUNCTIONS: list[Any] = [relay_outbox, send_sms]
 CRON_JOBS: list[Any] = [
     cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True, unique=True),
+    cron(purge_outbox, minute=23, second=0, unique=True),
     cron(redact_expired_sms, minute=set(range(0, 60, 5)), second=30, unique=True),
     cron(purge_expired_identity, minute=17, second=0, unique=True),
     # Connectivity platform sweep (a no-op without CONTROL_CENTER_API_BASE).
@@ -58,7 +60,7 @@ class WorkerSettings:
     on_startup = startup
     on_shutdown = shutdown
     redis_settings = RedisSettings.from_dsn(_settings.redis_url)
-    queue_name = f"{_settings.redis_namespace}:arq:queue"
+    queue_name = outbox.queue_name(_settings)
     max_jobs = 50
     job_timeout = 60
     keep_result = 3600

@@ -18,7 +18,7 @@ from app.admin.schemas import AuditEntry, AuditPage, LoginRequest, LoginResponse
 from app.core.auth import Role, StaffPrincipal, issue_staff_token
 from app.core.db import Connection, to_structs
 from app.core.errors import DomainError, RateLimited
-from app.core.pagination import decode_cursor, encode_cursor
+from app.core.pagination import CursorInt, CursorTime, decode_cursor, encode_cursor
 from app.core.redis import key
 from app.core.settings import Settings
 from app.core.sql import Q
@@ -157,12 +157,11 @@ async def list_audit(
     entity_type: str | None,
     entity_id: str | None,
 ) -> AuditPage:
-    after = decode_cursor(cursor, 2)
-    at = datetime.fromisoformat(after[0]) if after else None
+    after = decode_cursor(cursor, tuple[CursorTime, CursorInt])
     rows = await conn.fetch(
         Q("admin.list_audit"),
-        at,
-        int(after[1]) if after else None,
+        after[0] if after else None,
+        after[1] if after else None,
         entity_type,
         entity_id,
         limit + 1,
@@ -171,5 +170,5 @@ async def list_audit(
     next_cursor = None
     if len(rows) > limit:
         last = items[-1]
-        next_cursor = encode_cursor([last.at.isoformat(), last.audit_id])
+        next_cursor = encode_cursor((last.at, last.audit_id))
     return AuditPage(items=items, next_cursor=next_cursor)

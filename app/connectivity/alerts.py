@@ -19,8 +19,7 @@ from prometheus_client import Counter, Gauge
 
 from app.connectivity.schemas import Alert, AlertPage
 from app.core.db import Connection, to_structs
-from app.core.errors import FieldError, ValidationFailed
-from app.core.pagination import decode_cursor, encode_cursor
+from app.core.pagination import CursorInt, decode_cursor, encode_cursor
 from app.core.sql import Q
 
 KINDS: Final = ("quarantine", "offline", "degraded", "flapping")
@@ -72,16 +71,12 @@ async def refresh_open_gauge(conn: Connection) -> int:
 async def list_alerts(
     conn: Connection, *, kind: str | None, open_only: bool, limit: int, cursor: str | None
 ) -> AlertPage:
-    after = decode_cursor(cursor, 1)
-    if after is not None and (not isinstance(after[0], int) or isinstance(after[0], bool)):
-        raise ValidationFailed(
-            "cursor is not valid", errors=[FieldError(field="cursor", message="not a cursor")]
-        )
+    after = decode_cursor(cursor, tuple[CursorInt])
     rows = await conn.fetch(
         Q("connectivity.list_alerts"), kind, open_only, after[0] if after else None, limit + 1
     )
     items = to_structs(
         [{**dict(r), "charger_id": str(r["charger_id"])} for r in rows[:limit]], Alert
     )
-    next_cursor = encode_cursor([items[-1].alert_id]) if len(rows) > limit else None
+    next_cursor = encode_cursor((items[-1].alert_id,)) if len(rows) > limit else None
     return AlertPage(items=items, next_cursor=next_cursor)

@@ -10,11 +10,25 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+import msgspec
 
 from app.core.settings import ROOT
 
 QUERIES_DIR = ROOT / "sql" / "queries"
+T = TypeVar("T")
+
+
+class Executor(Protocol):
+    """An asyncpg connection or pool (both run a query)."""
+
+    async def fetchrow(self, query: str, *args: Any) -> Any: ...
+    async def fetch(self, query: str, *args: Any) -> Any: ...
+    async def fetchval(self, query: str, *args: Any) -> Any: ...
+    async def execute(self, query: str, *args: Any) -> Any: ...
+
+
 _NAME = re.compile(r"^--\s*name:\s*([a-z0-9_.]+)\s*$", re.MULTILINE)
 
 
@@ -61,3 +75,40 @@ def Q(name: str) -> str:
         return all_queries()[name].sql
     except KeyError:
         raise KeyError(f"no SQL query named {name!r} in sql/queries/") from None
+
+
+# --- Typed query helpers: what every `app/<domain>/queries.py` function is built from. ---
+# A query function names its block, takes keyword arguments and passes them positionally
+# in the order of the block's `$n` parameters; rows become Structs here, at the boundary.
+#
+#     async def outbox_row(db: Connection, *, outbox_id: int) -> OutboxRow | None:
+#         return await fetch_one(db, "outbox.state", OutboxRow, outbox_id)
+#
+# The block name is a literal string so that `tests/core/test_sql.py` can check every name
+# used by a queries module against sql/queries/.
+
+
+async def fetch_one(conn: Executor, name: str, type_: type[T], *args: Any) -> T | None:
+    """The first row of block `name` as a `type_` Struct, or None."""
+    row = await conn.fetchrow(Q(name), *args)
+    if row is None:
+        return None
+    return msgspec.convert(dict(row), type_, strict=False)
+
+
+async def fetch_all(conn: Executor, name: str, type_: type[T], *args: Any) -> list[T]:
+    """Every row of block `name` as `type_` Structs."""
+    rows = await conn.fetch(Q(name), *args)
+    return msgspec.convert([dict(r) for r in rows], list[type_], strict=False)  # type: ignore[valid-type]
+
+
+async def fetch_val(conn: Executor, name: str, *args: Any) -> Any:
+    """The first column of the first row of block `name` (None when there is no row)."""
+    return await conn.fetchval(Q(name), *args)
+
+
+async def execute(conn: Executor, name: str, *args: Any) -> int:
+    """Run block `name`; returns the number of rows it touched (from the command tag)."""
+    tag: str = await conn.execute(Q(name), *args)
+    last = tag.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0

@@ -17,7 +17,7 @@ from app.admin import audit
 from app.core.auth import StaffPrincipal
 from app.core.db import Connection, to_structs
 from app.core.errors import FieldError, ValidationFailed
-from app.core.pagination import decode_cursor, encode_cursor
+from app.core.pagination import CursorText, decode_cursor, encode_cursor
 from app.core.sql import Q
 from app.fleet.schemas import (
     ChargerHealth,
@@ -308,7 +308,7 @@ async def import_fleet(
 async def list_sites(
     conn: Connection, *, external_id: str | None, limit: int, cursor: str | None
 ) -> SitePage:
-    after = decode_cursor(cursor, 1)
+    after = decode_cursor(cursor, tuple[CursorText])
     rows = await conn.fetch(
         Q("fleet.list_sites"), external_id, after[0] if after else None, limit + 1
     )
@@ -334,14 +334,14 @@ async def list_sites(
         )
         for r in page
     ]
-    next_cursor = encode_cursor([page[-1]["external_id"]]) if len(rows) > limit else None
+    next_cursor = encode_cursor((page[-1]["external_id"],)) if len(rows) > limit else None
     return SitePage(items=items, next_cursor=next_cursor)
 
 
 async def list_charger_health(
     conn: Connection, *, connectivity: str | None, limit: int, cursor: str | None
 ) -> ChargerHealthPage:
-    after = decode_cursor(cursor, 1)
+    after = decode_cursor(cursor, tuple[CursorText])
     rows = await conn.fetch(
         Q("fleet.list_charger_health"), connectivity, after[0] if after else None, limit + 1
     )
@@ -352,5 +352,5 @@ async def list_charger_health(
         ],
         ChargerHealth,
     )
-    next_cursor = encode_cursor([items[-1].charge_point_id]) if len(rows) > limit else None
+    next_cursor = encode_cursor((items[-1].charge_point_id,)) if len(rows) > limit else None
     return ChargerHealthPage(items=items, next_cursor=next_cursor)

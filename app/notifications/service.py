@@ -3,7 +3,8 @@
 `queue_sms` writes the message and its outbox row in the caller's transaction: a rollback
 drops both, a commit makes the send certain (the relay re-enqueues whatever Redis lost).
 Right after the commit the API also enqueues the job itself (`enqueue_now`), so a code
-does not wait for the relay's next sweep; the shared `_job_id` makes that a no-op twice.
+does not wait for the relay's next sweep; the outbox's shared job id (`app/core/outbox.py`)
+makes that a no-op twice.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Literal, Protocol
 
 import asyncpg
 import msgspec
-from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
+from app.core import outbox
 from app.core.db import Connection, to_structs
 from app.core.settings import Settings
 from app.core.sql import Q
@@ -68,16 +69,6 @@ def build_sender(settings: Settings) -> SmsSender | None:
     return None
 
 
-def queue_name(settings: Settings) -> str:
-    return f"{settings.redis_namespace}:arq:queue"
-
-
-def job_id(settings: Settings, outbox_id: int) -> str:
-    # The same id as the relay's (workers/outbox.py `outbox_job_id`, checked by a test), so
-    # whichever enqueues second is a no-op; namespaced because arq's job keys are global.
-    return f"{settings.redis_namespace}:outbox:{outbox_id}"
-
-
 async def queue_sms(
     db: Connection,
     *,
@@ -101,34 +92,24 @@ async def queue_sms(
         expires_at,
         now,
     )
-    outbox_id = await db.fetchval(
-        Q("notifications.insert_outbox_job"),
-        SEND_SMS_JOB,
-        {"message_id": str(message_id)},
-        f"sms:{message_id}",
+    outbox_id = await outbox.enqueue(
+        db, job=SEND_SMS_JOB, args={"message_id": str(message_id)}, dedupe_key=f"sms:{message_id}"
     )
-    return QueuedSms(message_id=str(message_id), outbox_id=int(outbox_id))
+    assert outbox_id is not None  # the dedupe key names a message created just now
+    return QueuedSms(message_id=str(message_id), outbox_id=outbox_id)
 
 
 async def enqueue_now(
     redis: Redis, pool: asyncpg.Pool, settings: Settings, queued: list[QueuedSms]
 ) -> None:
-    """Best effort, after the commit: hand the jobs to arq at once. On any failure the
-    outbox relay enqueues them on its next sweep, so nothing is lost."""
-    try:
-        arq = ArqRedis(pool_or_conn=redis.connection_pool)
-        for q in queued:
-            job = await arq.enqueue_job(
-                SEND_SMS_JOB,
-                q.outbox_id,
-                message_id=q.message_id,
-                _job_id=job_id(settings, q.outbox_id),
-                _queue_name=queue_name(settings),
-            )
-            if job is not None:  # None: arq already holds this job id; leave it to the relay
-                await pool.execute(Q("notifications.mark_outbox_enqueued"), q.outbox_id)
-    except Exception as exc:  # Redis or PostgreSQL away: the relay will do it
-        log.warning("could not enqueue send_sms now (the outbox relay will): %r", exc)
+    """Best effort, after the commit: hand the send_sms jobs to arq at once (see
+    `app.core.outbox.enqueue_now`; the relay covers any failure)."""
+    await outbox.enqueue_now(
+        redis,
+        pool,
+        settings,
+        [(q.outbox_id, SEND_SMS_JOB, {"message_id": q.message_id}) for q in queued],
+    )
 
 
 async def recent_sink_messages(db: Connection, *, to: str | None, limit: int) -> DevSmsPage:

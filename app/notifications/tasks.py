@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 from arq import Retry
 
+from app.core import outbox
 from app.core.clock import Clock
 from app.core.db import Connection
 from app.core.settings import Settings
@@ -70,7 +71,7 @@ async def send_sms(ctx: dict[str, Any], outbox_id: int, message_id: str) -> str:
             # Another run holds a live lease; look again once it could have run out.
             wait = (state["lease_until"] - now).total_seconds() + 1
             raise Retry(defer=max(1.0, wait))
-        await pool.execute(Q("notifications.mark_outbox_done"), outbox_id)
+        await outbox.mark_done(pool, outbox_id)
         return "missing" if state is None else f"already_{state['status']}"
 
     if row["expires_at"] is not None and row["expires_at"] <= now:
@@ -118,7 +119,7 @@ async def send_sms(ctx: dict[str, Any], outbox_id: int, message_id: str) -> str:
             done_at,
             sender.name != "sink",  # the demo sink keeps the text for GET /dev/sms
         )
-        await conn.execute(Q("notifications.mark_outbox_done"), outbox_id)
+        await outbox.mark_done(conn, outbox_id)
     return "sent"
 
 
@@ -146,7 +147,7 @@ async def _finish(
 ) -> None:
     """A final state for the message and its outbox row, in the caller's transaction."""
     await conn.execute(Q("notifications.mark_final"), message_id, status, code, message, now)
-    await conn.execute(Q("notifications.mark_outbox_done"), outbox_id)
+    await outbox.mark_done(conn, outbox_id)
 
 
 async def redact_expired_sms(ctx: dict[str, Any]) -> int:

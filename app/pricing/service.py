@@ -17,7 +17,7 @@ from app.admin import audit
 from app.core.auth import StaffPrincipal
 from app.core.db import Connection
 from app.core.errors import DomainError, FieldError, NotFound, ValidationFailed
-from app.core.pagination import decode_cursor, encode_cursor
+from app.core.pagination import CursorTime, decode_cursor, encode_cursor
 from app.core.sql import Q
 from app.pricing import engine
 from app.pricing.book import PriceBook, tariff_from_row
@@ -230,21 +230,14 @@ async def get_tariff(conn: Connection, tariff_id: str, version: int | None) -> T
 
 
 async def list_tariffs(conn: Connection, *, limit: int, cursor: str | None) -> TariffPage:
-    after = decode_cursor(cursor, 2)
-    at: datetime | None = None
-    last: uuid.UUID | None = None
-    if after is not None:
-        try:
-            at = datetime.fromisoformat(str(after[0]))
-            last = uuid.UUID(str(after[1]))
-        except ValueError:
-            raise _invalid("cursor", "not a cursor") from None
+    after = decode_cursor(cursor, tuple[CursorTime, uuid.UUID])
+    at, last = after if after else (None, None)
     rows = await conn.fetch(Q("pricing.list_tariffs"), at, last, limit + 1)
     items = [_out(r) for r in rows[:limit]]
     nxt = None
     if len(rows) > limit:
         tail = rows[limit - 1]
-        nxt = encode_cursor([tail["tariff_created_at"].isoformat(), tail["tariff_id"]])
+        nxt = encode_cursor((tail["tariff_created_at"], tail["tariff_id"]))
     return TariffPage(items=items, next_cursor=nxt)
 
 

@@ -5,20 +5,6 @@ INSERT INTO sms_messages (to_phone, driver_id, purpose, body, redacted_body, exp
 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
 RETURNING message_id;
 
--- name: insert_outbox_job
--- Write an outbox row in the caller's transaction (a rollback drops the job with it).
-INSERT INTO outbox (job, args, dedupe_key) VALUES ($1, $2, $3)
-RETURNING outbox_id;
-
--- name: mark_outbox_enqueued
--- The API enqueued the job itself right after commit; the relay need not.
-UPDATE outbox SET enqueued_at = now(), attempts = attempts + 1
-WHERE outbox_id = $1 AND enqueued_at IS NULL AND done_at IS NULL;
-
--- name: mark_outbox_done
--- The job of this outbox row has run to a final state.
-UPDATE outbox SET done_at = now() WHERE outbox_id = $1 AND done_at IS NULL;
-
 -- name: claim_message
 -- Lease a message for sending: only a queued one, or one whose last sender died.
 UPDATE sms_messages
