@@ -29,15 +29,11 @@ from typing import Any, TextIO
 import msgspec
 
 from app.core.clock import Clock
-from app.sim.charge_point import (
-    AVAILABLE,
-    PREPARING,
-    CallStats,
-    ConnectorSpec,
-    SessionPlan,
-    SimCharger,
-    SimOptions,
-)
+from app.sim import library
+from app.sim.charge_point import SimCharger
+from app.sim.options import ConnectorSpec, SessionPlan, SimOptions
+from app.sim.state import AVAILABLE, PREPARING
+from app.sim.transport import CallStats
 
 __all__ = [
     "ChargerSpec",
@@ -494,10 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         ocpp.messages.ASYNC_VALIDATION = False
     # The same compiled schema checks as the central system (same verdicts, ~20× faster).
-    from app.chargers import fastpath, validation
-
-    validation.install()
-    fastpath.install()
+    library.prepare()
     _raise_fd_limit()
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     if not args.no_uvloop:
