@@ -17,6 +17,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from app.admin import routes as admin_routes
+from app.analytics import routes as analytics_routes
 from app.chargers import routes as charger_routes
 from app.connectivity import routes as connectivity_routes
 from app.core import gcpolicy as gc_policy
@@ -25,6 +26,7 @@ from app.core.clock import provide_clock
 from app.core.db import create_pool, provide_db
 from app.core.errors import EXCEPTION_HANDLERS
 from app.core.idempotency import IdempotencyMiddleware
+from app.core.limits import LimitedRequest, RequestLimitsMiddleware
 from app.core.migrations import migrate
 from app.core.observability import ObservabilityMiddleware, configure_logging
 from app.core.openapi import finalize_openapi
@@ -47,6 +49,7 @@ ROUTES: list[Any] = [
     *notification_routes.ROUTES,
     *charger_routes.ROUTES,
     *pricing_routes.ROUTES,
+    *analytics_routes.ROUTES,
 ]
 # Domain lifespans run after the core one (pool, Redis) has started.
 LIFESPANS: list[Any] = [
@@ -60,6 +63,7 @@ LIFESPANS: list[Any] = [
 # Outermost first: request id + metrics around everything, then Idempotency-Key replays.
 MIDDLEWARE: list[Any] = [
     DefineMiddleware(ObservabilityMiddleware, access_log=os.environ.get("ACCESS_LOG", "1") != "0"),  # type: ignore[arg-type]
+    RequestLimitsMiddleware,  # body size, query size, NUL: before anything reads the body
     IdempotencyMiddleware,
 ]
 
@@ -117,6 +121,8 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             "driver": Provide(provide_driver),
         },
         middleware=MIDDLEWARE,
+        request_class=LimitedRequest,
+        request_max_body_size=None,  # enforced per route by RequestLimitsMiddleware
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=OPENAPI,
         state=State({"settings": settings}),

@@ -73,6 +73,9 @@ ROUTES += [
         {"tariff_id": NO_SUCH_ID, "site_id": NO_SUCH_ID, "effective_from": "2026-01-01T00:00:00Z"},
     ),
 ]
+ROUTES += [
+    ("GET", "/admin/v1/analytics/usage", "/admin/v1/analytics/usage", READ, None),
+]
 PUBLIC = {("POST", "/admin/v1/auth/login")}
 
 
