@@ -1,0 +1,252 @@
+"""Which SMS alerts a charging session is due, from its state and recent meter samples.
+
+Pure: no I/O, no clock (`now` is passed in). `due_alerts(state, now)` returns the kinds
+due now that were not sent yet (`state.sent`); the caller queues them, and the database
+keeps each kind once per session whatever runs twice. The rules (API.md "Notifications",
+INTEGRATIONS.md §1):
+
+- `session_started`: the transaction runs (not STARTING, not FAILED, not ended yet).
+- `soc_80`: the reported SoC reaches 80 %; a car that never reports SoC: energy delivered
+  reaches 60 % of the driver's battery.
+- `ten_minutes_left`: the estimate from the recent power curve (`estimate_minutes_left`)
+  is 10 minutes or less while charging; worded "about" in the text.
+- `session_complete`: the transaction stopped, or the car has drawn no power for 10 minutes
+  in `SuspendedEV` after reaching 95 % SoC. Never while charging and never on a pause
+  alone: a car in `SuspendedEV` waiting for off-peak (below 95 %, or without SoC) is not
+  complete, nor is a pause the charger imposes (`SuspendedEVSE`).
+- `idle_fee_warning`: the car is full (the condition above) but still plugged in, and the
+  tariff charges for parking (`parking_minor_per_hour`).
+
+Event kinds (`hold_exhausted`, `payment_failed`, the reservation kinds) are raised by the
+domains that see the event, through `app.notifications.alerts.queue_alert`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import msgspec
+
+SESSION_KINDS: Final = (
+    "session_started",
+    "soc_80",
+    "ten_minutes_left",
+    "session_complete",
+    "idle_fee_warning",
+)
+KINDS: Final = (
+    *SESSION_KINDS,
+    "reservation_expiring",
+    "reservation_moved",
+    "reservation_cancelled",
+    "hold_exhausted",
+    "payment_failed",
+)
+SOC_ALERT: Final = 80.0
+ENERGY_SHARE_ALERT: Final = 0.60  # soc_80 without SoC: this share of the battery
+FULL_SOC: Final = 95.0
+IDLE_FOR: Final = timedelta(minutes=10)
+NO_POWER_W: Final = 100.0  # below this a car is drawing nothing (standby, metering noise)
+MINUTES_LEFT_ALERT: Final = 10.0
+CURVE_WINDOW: Final = timedelta(minutes=5)  # the recent power curve an estimate uses
+TAPER_FROM_SOC: Final = 80.0  # above this a battery takes less power (CC → CV)
+MIN_CHARGING_FOR_ESTIMATE: Final = timedelta(minutes=2)
+
+OPEN_STATUSES: Final = frozenset({"CHARGING", "SUSPENDED", "FINISHING"})
+
+
+class Sample(msgspec.Struct, frozen=True):
+    """One MeterValues instant of the session: any of the three may be missing."""
+
+    at: datetime
+    energy_wh: float | None = None  # energy delivered in this session so far
+    power_w: float | None = None
+    soc_percent: float | None = None
+
+
+class SessionState(msgspec.Struct, frozen=True, kw_only=True):
+    """What the rules look at; `samples` are the recent ones (≥ 15 min), oldest first."""
+
+    status: str  # charging_sessions.status
+    ocpp_status: str | None = None  # the connector's last OCPP status (SuspendedEV, …)
+    started_at: datetime
+    ended_at: datetime | None = None
+    energy_wh: float = 0.0
+    power_w: float | None = None
+    soc_percent: float | None = None
+    battery_wh: float | None = None  # the driver's vehicle, when on file
+    samples: Sequence[Sample] = ()
+    sent: frozenset[str] = frozenset()
+    parking_minor_per_hour: int | None = None
+    parking_starts_at: datetime | None = None
+
+
+class Due(msgspec.Struct, frozen=True):
+    kind: str
+    facts: dict[str, Any]
+
+
+def _latest_soc(state: SessionState) -> float | None:
+    if state.soc_percent is not None:
+        return state.soc_percent
+    for s in reversed(state.samples):
+        if s.soc_percent is not None:
+            return s.soc_percent
+    return None
+
+
+def _max_soc(state: SessionState) -> float | None:
+    socs = [s.soc_percent for s in state.samples if s.soc_percent is not None]
+    if state.soc_percent is not None:
+        socs.append(state.soc_percent)
+    return max(socs) if socs else None
+
+
+def no_power_since(samples: Sequence[Sample], now: datetime) -> datetime | None:
+    """Since when the car has drawn no power, from the samples that report power: the first
+    power sample after the last one above `NO_POWER_W`. None while it draws power or when
+    the samples say nothing about power."""
+    since: datetime | None = None
+    for s in samples:
+        if s.power_w is None or s.at > now:
+            continue
+        if s.power_w >= NO_POWER_W:
+            since = None
+        elif since is None:
+            since = s.at
+    return since
+
+
+def is_full(state: SessionState, now: datetime) -> bool:
+    """Charged to the end: ≥ 95 % SoC, and no power for 10 minutes in `SuspendedEV`
+    (or suspended with the OCPP cause unknown). Off-peak waits and charger-side pauses are
+    not this."""
+    if state.ended_at is not None or state.status not in OPEN_STATUSES:
+        return False
+    if state.ocpp_status is not None:
+        if state.ocpp_status not in ("SuspendedEV", "Finishing"):
+            return False
+    elif state.status not in ("SUSPENDED", "FINISHING"):
+        return False
+    soc = _latest_soc(state)
+    if soc is None or soc < FULL_SOC:
+        return False
+    since = no_power_since(state.samples, now)
+    if since is None or (state.power_w is not None and state.power_w >= NO_POWER_W):
+        return False
+    return now - since >= IDLE_FOR
+
+
+def estimate_minutes_left(state: SessionState, now: datetime) -> float | None:
+    """Minutes until the battery is full, from the recent power curve — an estimate.
+
+    With SoC and the battery size: the energy still missing over the recent average power,
+    the part above 80 % at half that power (a linear taper to nothing). With SoC alone: the
+    recent SoC slope, with the same taper. Without SoC: only while the power is already
+    tapering, the time until the falling power line reaches zero. None when unknown."""
+    recent = [s for s in state.samples if now - CURVE_WINDOW <= s.at <= now]
+    powers = [s.power_w for s in recent if s.power_w is not None]
+    power = state.power_w if state.power_w is not None else (powers[-1] if powers else None)
+    if power is None or power < NO_POWER_W:
+        return None
+    avg_power = sum(powers) / len(powers) if powers else power
+    soc = _latest_soc(state)
+    if soc is not None:
+        soc = min(100.0, max(0.0, soc))
+        if soc >= 100.0:
+            return 0.0
+        if state.battery_wh:
+            return _minutes_with_taper(soc, state.battery_wh / 100.0, avg_power)
+        socs = [(s.at, s.soc_percent) for s in recent if s.soc_percent is not None]
+        if len(socs) >= 2 and socs[-1][0] > socs[0][0]:
+            slope = (socs[-1][1] - socs[0][1]) / ((socs[-1][0] - socs[0][0]).total_seconds())
+            if slope > 0:
+                # the slope is the power measured in "% per second"; Wh per % cancels out
+                return _minutes_with_taper(soc, avg_power / 3600.0 / slope, avg_power)
+        return None
+    if len(recent) >= 3:
+        pts = [(s.at, s.power_w) for s in recent if s.power_w is not None]
+        if len(pts) >= 3 and pts[-1][0] > pts[0][0]:
+            t0 = pts[0][0]
+            xs = [(t - t0).total_seconds() for t, _ in pts]
+            ys = [p for _, p in pts]
+            mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+            var = sum((x - mean_x) ** 2 for x in xs)
+            if var > 0:
+                slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / var
+                if slope < 0:
+                    return (power / -slope) / 60.0
+    return None
+
+
+def _minutes_with_taper(soc: float, wh_per_percent: float, power_w: float) -> float:
+    """Time to 100 % at `power_w` up to 80 %, then a linear taper (half the power on average,
+    relative to the power at the taper's start)."""
+    if soc < TAPER_FROM_SOC:
+        bulk_h = (TAPER_FROM_SOC - soc) * wh_per_percent / power_w
+        taper_h = (100.0 - TAPER_FROM_SOC) * wh_per_percent / (power_w / 2)
+    else:
+        # already on the taper: the power now falls linearly to nothing at 100 %
+        bulk_h = 0.0
+        taper_h = (100.0 - soc) * wh_per_percent / (power_w / 2)
+    return (bulk_h + taper_h) * 60.0
+
+
+def _figures(state: SessionState) -> dict[str, Any]:
+    facts: dict[str, Any] = {"energy_wh": state.energy_wh}
+    soc = _latest_soc(state)
+    if soc is not None:
+        facts["soc_percent"] = soc
+    return facts
+
+
+def due_alerts(state: SessionState, now: datetime) -> list[Due]:
+    """The session alerts due now and not sent yet, in the order a driver should get them."""
+    out: list[Due] = []
+    sent = set(state.sent)
+
+    def due(kind: str, facts: dict[str, Any]) -> None:
+        if kind not in sent:
+            sent.add(kind)
+            out.append(Due(kind, facts))
+
+    if state.status in ("STARTING", "FAILED"):
+        return out
+    ended = state.ended_at is not None or state.status == "COMPLETED"
+    if ended:
+        if "session_started" in sent or state.energy_wh > 0:
+            due("session_complete", {**_figures(state), "reason": "stopped"})
+        return out
+
+    due("session_started", {})
+    soc_max = _max_soc(state)
+    if soc_max is not None:
+        if soc_max >= SOC_ALERT:
+            due("soc_80", _figures(state))
+    elif state.battery_wh and state.energy_wh >= ENERGY_SHARE_ALERT * state.battery_wh:
+        share = 100.0 * state.energy_wh / state.battery_wh
+        due("soc_80", {"energy_wh": state.energy_wh, "battery_share_percent": share})
+
+    if is_full(state, now):
+        due("session_complete", {**_figures(state), "reason": "full"})
+        if state.parking_minor_per_hour:
+            facts: dict[str, Any] = {"parking_minor_per_hour": state.parking_minor_per_hour}
+            if state.parking_starts_at is not None:
+                facts["at"] = max(state.parking_starts_at, now)
+            due("idle_fee_warning", facts)
+        return out
+
+    charging = state.status == "CHARGING" and (
+        state.ocpp_status is None or state.ocpp_status == "Charging"
+    )
+    if (
+        charging
+        and "session_complete" not in sent
+        and now - state.started_at >= MIN_CHARGING_FOR_ESTIMATE
+    ):
+        minutes = estimate_minutes_left(state, now)
+        if minutes is not None and 0 < minutes <= MINUTES_LEFT_ALERT:
+            due("ten_minutes_left", {**_figures(state), "minutes": max(1, round(minutes))})
+    return out
