@@ -11,7 +11,9 @@ in jsonschema's order and raise ``jsonschema.ValidationError`` with the same fai
 keyword, so the library maps them to the same CallError codes. Schemas outside the
 subset ($ref, multipleOf with its Decimal parsing) keep the library's validator.
 tests/chargers/test_validation.py compares both on valid and broken payloads of every
-schema.
+schema. :func:`install` is written for one ocpp release (``fastpath.OCPP_VERSION``) and
+checks the library still finds validators where it puts them; tests/chargers/test_patches.py
+checks that the library's own lookup returns the compiled ones.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any, Final
 
 import ocpp.messages
 from jsonschema.exceptions import ValidationError  # type: ignore[import-untyped]
+
+from app.chargers.fastpath import LibraryPatchError, require_globals, require_ocpp
 
 Check = Callable[[Any], None]
 
@@ -205,19 +209,48 @@ def schema_files(ocpp_version: str = "1.6") -> list[Path]:
     return sorted((folder / "schemas").glob("*.json"))
 
 
+def installed(ocpp_version: str = "1.6") -> bool:
+    """The library's own lookup returns a compiled validator (MeterValues as the probe)."""
+    cache = getattr(ocpp.messages, "_validators", None)
+    return isinstance(cache, dict) and isinstance(
+        cache.get(f"MeterValues_{ocpp_version}"), CompiledValidator
+    )
+
+
 def install(ocpp_version: str = "1.6") -> list[str]:
-    """Put compiled validators into the library's cache; returns the schema names."""
+    """Put compiled validators into the library's cache (idempotent); returns the schema
+    names. Raises :class:`LibraryPatchError` when the library is not the release this was
+    written for or no longer reads that cache."""
     if ocpp_version != "1.6":
         raise ValueError("only OCPP 1.6 schemas are compiled")
+    require_ocpp()
+    cache = getattr(ocpp.messages, "_validators", None)
+    if not isinstance(cache, dict):
+        raise LibraryPatchError("ocpp.messages._validators is gone: patch stale")
+    require_globals(
+        getattr(ocpp.messages, "get_validator", None), ("_validators",), "ocpp get_validator"
+    )
+    require_globals(
+        getattr(ocpp.messages, "_validate_payload", None),
+        ("get_validator",),
+        "ocpp _validate_payload",
+    )
+    files = schema_files(ocpp_version)
+    if not files:
+        raise LibraryPatchError(f"no OCPP {ocpp_version} schemas inside the ocpp package")
     done = []
-    for path in schema_files(ocpp_version):
+    for path in files:
+        if isinstance(cache.get(f"{path.stem}_{ocpp_version}"), CompiledValidator):
+            done.append(path.stem)
+            continue
         schema = json.loads(path.read_text(encoding="utf-8-sig"))
         check = compile_schema(schema)
         if check is None:
             continue
         # The library's cache key (ocpp.messages.get_validator): schema name + version.
-        ocpp.messages._validators[f"{path.stem}_{ocpp_version}"] = CompiledValidator(  # type: ignore[assignment]
-            check, schema
-        )
+        cache[f"{path.stem}_{ocpp_version}"] = CompiledValidator(check, schema)
         done.append(path.stem)
+    probe = ocpp.messages.get_validator(2, "MeterValues", ocpp_version)
+    if not isinstance(probe, CompiledValidator):
+        raise LibraryPatchError("ocpp.messages.get_validator does not return ours: stale")
     return done

@@ -18,14 +18,9 @@ __all__ = ["camel_to_snake_case", "prepare"]
 
 camel_to_snake_case = fastpath.camel_to_snake_case
 
-_prepared = False
-
 
 def prepare() -> None:
-    """Install the same library patches as the central system, once per process."""
-    global _prepared
-    if _prepared:
-        return
-    validation.install()
-    fastpath.install()
-    _prepared = True
+    """Install the same library patches as the central system (a no-op once done)."""
+    if not (validation.installed() and fastpath.installed()):
+        validation.install()
+        fastpath.install()
