@@ -5,11 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from app.analytics.schemas import DayUsage, HourUsage, RevenueRow, SiteUsage, TotalsRow
-from app.core.sql import Executor, fetch_all, fetch_one, fetch_val
-
-
-async def billing_columns(db: Executor) -> int:
-    return int(await fetch_val(db, "analytics.billing_columns"))
+from app.core.sql import Executor, fetch_all, fetch_one
 
 
 async def usage_totals(db: Executor, *, start: datetime, end: datetime, now: datetime) -> TotalsRow:

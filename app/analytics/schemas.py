@@ -25,7 +25,7 @@ class UsageRow(msgspec.Struct, frozen=True, kw_only=True):
     energy_kwh: float
     """Energy of those sessions."""
     revenue: list[Money]
-    """Billed totals (incl. VAT) of those sessions, per currency; empty until billed."""
+    """Billed totals (incl. VAT) of those sessions, per currency (unbilled ones count 0)."""
     occupied_h: float
     """Connector-hours occupied by sessions (open sessions up to now)."""
     available_h: float
@@ -40,8 +40,6 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True):
     from_: datetime = msgspec.field(name="from")
     to: datetime
     group_by: GroupBy
-    revenue_available: bool
-    """False while sessions carry no billing columns yet (revenue is then always empty)."""
     totals: UsageRow
     items: list[UsageRow]
     next_cursor: str | None = None

@@ -15,7 +15,6 @@ from app.core.sql import Executor
 
 DEFAULT_PERIOD = timedelta(days=7)
 MAX_PERIOD = timedelta(days=366)
-BILLING_COLUMNS = 3  # total_minor, currency, billed_at (sessions' migration 0010)
 
 
 def _invalid(field: str, message: str) -> ValidationFailed:
@@ -89,12 +88,8 @@ async def usage(
 ) -> Usage:
     """Sessions, energy, revenue and utilisation per site, local hour of day or local day."""
     t0, t1 = period(start, end, now=now)
-    billed = await queries.billing_columns(db) >= BILLING_COLUMNS
-    revenue: dict[str, list[Money]] = {}
-    total_revenue: list[Money] = []
-    if billed:
-        revenue = _revenue(await queries.revenue_by(db, start=t0, end=t1, key=group_by))
-        total_revenue = _revenue(await queries.revenue_by(db, start=t0, end=t1, key="")).get("", [])
+    revenue = _revenue(await queries.revenue_by(db, start=t0, end=t1, key=group_by))
+    total_revenue = _revenue(await queries.revenue_by(db, start=t0, end=t1, key="")).get("", [])
     tot = await queries.usage_totals(db, start=t0, end=t1, now=now)
     totals = _row(
         key="total",
@@ -147,9 +142,7 @@ async def usage(
             )
             for r in await queries.usage_by_day(db, start=t0, end=t1, now=now)
         ]
-    return Usage(
-        from_=t0, to=t1, group_by=group_by, revenue_available=billed, totals=totals, items=items
-    )
+    return Usage(from_=t0, to=t1, group_by=group_by, totals=totals, items=items)
 
 
 CSV_COLUMNS = [

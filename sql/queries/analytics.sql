@@ -6,12 +6,6 @@
 -- whose offset is whole hours, DST days included: the repeated hour counts twice, the
 -- skipped one not at all); days are each site's local calendar days.
 
--- name: billing_columns
--- How many of the billing columns (total_minor, currency, billed_at) charging_sessions has.
-SELECT count(*)::int FROM information_schema.columns
-WHERE table_schema = current_schema() AND table_name = 'charging_sessions'
-  AND column_name IN ('total_minor', 'currency', 'billed_at');
-
 -- name: usage_totals
 -- The whole network over [$1, $2): sessions started, their energy, occupied and available connector-seconds.
 WITH sess AS (
@@ -175,25 +169,19 @@ LEFT JOIN occupied o ON o.day = a.day
 ORDER BY a.day;
 
 -- name: revenue_by
--- Billed revenue of the sessions started in [$1, $2) per currency, keyed by site ($3 = 'site'), local hour ('hour'), local day ('day') or '' (total).
--- (Reads the billing columns through to_jsonb so that it prepares before they exist.)
-WITH billed AS (
-    SELECT cs.started_at, s.site_id, s.timezone, to_jsonb(cs) AS j
-    FROM charging_sessions cs
-    JOIN chargers ch ON ch.charger_id = cs.charger_id
-    JOIN sites s ON s.site_id = ch.site_id
-    WHERE cs.started_at >= $1 AND cs.started_at < $2 AND cs.status <> 'FAILED'
-)
+-- Billed totals (incl. VAT) of the sessions started in [$1, $2) per currency, keyed by site ($3 = 'site'), local hour ('hour'), local day ('day') or '' (the whole network).
 SELECT CASE $3::text
-           WHEN 'site' THEN site_id::text
-           WHEN 'hour' THEN extract(hour FROM started_at AT TIME ZONE timezone)::int::text
-           WHEN 'day' THEN (started_at AT TIME ZONE timezone)::date::text
+           WHEN 'site' THEN s.site_id::text
+           WHEN 'hour' THEN extract(hour FROM cs.started_at AT TIME ZONE s.timezone)::int::text
+           WHEN 'day' THEN (cs.started_at AT TIME ZONE s.timezone)::date::text
            ELSE ''
        END AS key,
-       j ->> 'currency' AS currency,
-       sum((j ->> 'total_minor')::bigint)::bigint AS amount_minor
-FROM billed
-WHERE j ->> 'billed_at' IS NOT NULL AND j ->> 'total_minor' IS NOT NULL
-  AND j ->> 'currency' IS NOT NULL
+       cs.currency,
+       sum(cs.total_minor)::bigint AS amount_minor
+FROM charging_sessions cs
+JOIN chargers ch ON ch.charger_id = cs.charger_id
+JOIN sites s ON s.site_id = ch.site_id
+WHERE cs.started_at >= $1 AND cs.started_at < $2 AND cs.status <> 'FAILED'
+  AND cs.billed_at IS NOT NULL AND cs.currency IS NOT NULL
 GROUP BY 1, 2
 ORDER BY 1, 2;
