@@ -93,6 +93,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     twilio_api_base: str = ""
     twilio_timeout_s: float = 10.0
     twilio_max_retries: int = 3
+    # SMS alerts (issue 13): per-sender pacing (messages/s; 0 = off; SMS_SENDER_RATES names
+    # senders: "+4915…=1,MG…=100"), the public URL Twilio signs its webhooks against, and
+    # where operator alerts go (an on-call number, a ticketing webhook signed HMAC-SHA256).
+    sms_rate_per_sender: float = 1.0
+    sms_sender_rates: str = ""
+    public_base_url: str = ""
+    oncall_sms_to: str = ""
+    ticket_webhook_url: str = ""
+    ticket_webhook_secret: str = ""
     # Connectivity platform (INTEGRATIONS.md §2). Without a push secret every push is refused.
     control_center_api_base: str = ""
     control_center_username: str = ""
@@ -175,6 +184,12 @@ def get_settings() -> Settings:
         twilio_api_base=os.environ.get("TWILIO_API_BASE", ""),
         twilio_timeout_s=_float("TWILIO_TIMEOUT_S", 10.0),
         twilio_max_retries=_int("TWILIO_MAX_RETRIES", 3),
+        sms_rate_per_sender=_float("SMS_RATE_PER_SENDER", 1.0),
+        sms_sender_rates=os.environ.get("SMS_SENDER_RATES", ""),
+        public_base_url=os.environ.get("PUBLIC_BASE_URL", ""),
+        oncall_sms_to=os.environ.get("ONCALL_SMS_TO", ""),
+        ticket_webhook_url=os.environ.get("TICKET_WEBHOOK_URL", ""),
+        ticket_webhook_secret=os.environ.get("TICKET_WEBHOOK_SECRET", ""),
         control_center_api_base=os.environ.get("CONTROL_CENTER_API_BASE", ""),
         control_center_username=os.environ.get("CONTROL_CENTER_USERNAME", ""),
         control_center_api_key=os.environ.get("CONTROL_CENTER_API_KEY", ""),
