@@ -23,6 +23,7 @@ from app.pricing.book import PriceBook
 from app.pricing.schemas import (
     AssignmentIn,
     AssignmentOut,
+    AssignmentPage,
     CheapestStartOut,
     Quote,
     TariffIn,
@@ -195,6 +196,33 @@ class AssignmentController(Controller):
         level the assignment with the latest `effective_from` <= t applies. Audited."""
         return await service.assign(
             db, data, actor=staff, now=clock.now(), request_id=_request_id(request)
+        )
+
+    @get(
+        "/",
+        summary="Where tariffs are assigned (sites and chargers), latest first",
+        guards=[requires(Permission.READ)],
+    )
+    async def list_assignments(
+        self,
+        db: Db,
+        clock: ClockDep,
+        tariff_id: FromQuery[str | None] = None,
+        site_id: FromQuery[str | None] = None,
+        charger_id: FromQuery[str | None] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+        cursor: FromQuery[str | None] = None,
+    ) -> AssignmentPage:
+        """Filter by `tariff_id`, `site_id` (site-level) or `charger_id`; `state` says
+        whether an assignment is `scheduled`, `in_force` or `superseded` now."""
+        return await service.list_assignments(
+            db,
+            tariff_id=tariff_id,
+            site_id=site_id,
+            charger_id=charger_id,
+            limit=limit,
+            cursor=cursor,
+            now=clock.now(),
         )
 
 

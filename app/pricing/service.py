@@ -17,13 +17,15 @@ from app.admin import audit
 from app.core.auth import StaffPrincipal
 from app.core.db import Connection
 from app.core.errors import DomainError, FieldError, NotFound, ValidationFailed
-from app.core.pagination import CursorTime, decode_cursor, encode_cursor
-from app.core.sql import Q
+from app.core.pagination import CursorInt, CursorTime, decode_cursor, encode_cursor
+from app.core.sql import Q, fetch_all
 from app.pricing import engine
 from app.pricing.book import PriceBook, tariff_from_row
 from app.pricing.schemas import (
     AssignmentIn,
+    AssignmentItem,
     AssignmentOut,
+    AssignmentPage,
     CheapestStartOut,
     Quote,
     QuoteLine,
@@ -342,6 +344,37 @@ async def assign(
         request_id=request_id,
     )
     return out
+
+
+async def list_assignments(
+    conn: Connection,
+    *,
+    tariff_id: str | None,
+    site_id: str | None,
+    charger_id: str | None,
+    limit: int,
+    cursor: str | None,
+    now: datetime,
+) -> AssignmentPage:
+    """Which sites and chargers a tariff is (or will be) assigned to, latest first."""
+    after = decode_cursor(cursor, tuple[CursorTime, CursorInt])
+    items = await fetch_all(
+        conn,
+        "pricing.list_assignments",
+        AssignmentItem,
+        _uuid(tariff_id, TariffNotFound()) if tariff_id else None,
+        _uuid(site_id, SiteNotFound()) if site_id else None,
+        _uuid(charger_id, ChargerNotFound()) if charger_id else None,
+        after[0] if after else None,
+        after[1] if after else None,
+        now,
+        limit + 1,
+    )
+    nxt = None
+    if len(items) > limit:
+        items = items[:limit]
+        nxt = encode_cursor((items[-1].effective_from, items[-1].assignment_id))
+    return AssignmentPage(items=items, next_cursor=nxt)
 
 
 # ---- which tariff applies when -------------------------------------------------------

@@ -123,3 +123,26 @@ WITH per_site AS (
 SELECT timezone, effs, tariff_ids, string_agg(uuid_send(site_id), ''::bytea) AS site_ids
 FROM per_site
 GROUP BY timezone, effs, tariff_ids;
+
+-- name: list_assignments
+-- Assignments, latest effective_from first, filtered by tariff ($1), site ($2) or charger ($3), after the keyset ($4, $5), with where they apply and whether they are in force at $6.
+SELECT a.assignment_id, a.tariff_id::text AS tariff_id, a.site_id::text AS site_id,
+       a.charger_id::text AS charger_id, a.effective_from, a.created_at, a.created_by,
+       s.name AS site_name, s.timezone, c.charge_point_id,
+       CASE WHEN a.effective_from > $6 THEN 'scheduled'
+            WHEN EXISTS (SELECT 1 FROM tariff_assignments b
+                         WHERE b.site_id IS NOT DISTINCT FROM a.site_id
+                           AND b.charger_id IS NOT DISTINCT FROM a.charger_id
+                           AND b.effective_from <= $6
+                           AND (b.effective_from, b.assignment_id)
+                               > (a.effective_from, a.assignment_id)) THEN 'superseded'
+            ELSE 'in_force' END AS state
+FROM tariff_assignments a
+LEFT JOIN chargers c ON c.charger_id = a.charger_id
+JOIN sites s ON s.site_id = coalesce(a.site_id, c.site_id)
+WHERE ($1::uuid IS NULL OR a.tariff_id = $1)
+  AND ($2::uuid IS NULL OR a.site_id = $2)
+  AND ($3::uuid IS NULL OR a.charger_id = $3)
+  AND ($4::timestamptz IS NULL OR (a.effective_from, a.assignment_id) < ($4, $5::bigint))
+ORDER BY a.effective_from DESC, a.assignment_id DESC
+LIMIT $7;

@@ -75,6 +75,7 @@ ROUTES += [
 ]
 ROUTES += [
     ("GET", "/admin/v1/analytics/usage", "/admin/v1/analytics/usage", READ, None),
+    ("GET", "/admin/v1/tariff-assignments", "/admin/v1/tariff-assignments", READ, None),
 ]
 PUBLIC = {("POST", "/admin/v1/auth/login")}
 
