@@ -121,6 +121,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     ocpp_heartbeat_interval_s: int = 60
     ocpp_offline_grace_s: float = 60.0
     ocpp_max_frame_bytes: int = 65536
+    # Stripe (INTEGRATIONS.md §3). Without a secret key, `make run` starts localstripe in
+    # demo mode and sets STRIPE_SECRET_KEY / STRIPE_API_BASE for the children.
+    stripe_secret_key: str = ""
+    stripe_api_base: str = ""
+    stripe_webhook_secret: str = ""
+    stripe_webhook_tolerance_s: int = 300
+    stripe_timeout_s: float = 10.0
+    stripe_max_network_retries: int = 2
+    # Pre-authorisation hold when the site does not say otherwise (minor units, e.g. €50).
+    payment_hold_minor: int = 5000
+    payment_capture_max_attempts: int = 8
+    payment_stale_hold_s: float = 24 * 3600.0
 
     @property
     def twilio_configured(self) -> bool:
@@ -205,4 +217,13 @@ def get_settings() -> Settings:
         ocpp_heartbeat_interval_s=_int("OCPP_HEARTBEAT_INTERVAL_S", 60),
         ocpp_offline_grace_s=_float("OCPP_OFFLINE_GRACE_S", 60.0),
         ocpp_max_frame_bytes=_int("OCPP_MAX_FRAME_BYTES", 65536),
+        stripe_secret_key=os.environ.get("STRIPE_SECRET_KEY", ""),
+        stripe_api_base=os.environ.get("STRIPE_API_BASE", ""),
+        stripe_webhook_secret=os.environ.get("STRIPE_WEBHOOK_SECRET", ""),
+        stripe_webhook_tolerance_s=_int("STRIPE_WEBHOOK_TOLERANCE_S", 300),
+        stripe_timeout_s=_float("STRIPE_TIMEOUT_S", 10.0),
+        stripe_max_network_retries=_int("STRIPE_MAX_NETWORK_RETRIES", 2),
+        payment_hold_minor=_int("PAYMENT_HOLD_MINOR", 5000),
+        payment_capture_max_attempts=_int("PAYMENT_CAPTURE_MAX_ATTEMPTS", 8),
+        payment_stale_hold_s=_float("PAYMENT_STALE_HOLD_S", 24 * 3600.0),
     )

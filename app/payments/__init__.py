@@ -1,0 +1,1 @@
+"""Payments: Stripe customers, cards, holds, captures, refunds, webhooks (issue 12)."""
