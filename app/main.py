@@ -38,6 +38,7 @@ from app.health import routes as health_routes
 from app.identity import routes as identity_routes
 from app.notifications import routes as notification_routes
 from app.pricing import routes as pricing_routes
+from app.reservations import routes as reservation_routes
 
 ROUTES: list[Any] = [
     *health_routes.ROUTES,
@@ -49,6 +50,7 @@ ROUTES: list[Any] = [
     *notification_routes.ROUTES,
     *charger_routes.ROUTES,
     *pricing_routes.ROUTES,
+    *reservation_routes.ROUTES,
     *analytics_routes.ROUTES,
 ]
 # Domain lifespans run after the core one (pool, Redis) has started.

@@ -21,6 +21,7 @@ from app.core.outbox import purge_outbox, relay_outbox
 from app.core.settings import get_settings
 from app.identity.tasks import purge_expired_identity
 from app.notifications.tasks import close_sender, redact_expired_sms, send_sms
+from app.reservations import tasks as reservation_tasks
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -30,9 +31,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["pool"] = await create_pool(settings)
     # Commands to chargers from jobs: app.chargers.commands.commands_from(ctx).
     ctx["ocpp_commands"] = CommandClient(settings.redis_url, settings.redis_namespace)
+    await reservation_tasks.start_listener(ctx)  # charger hidden → move jobs at once
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
+    await reservation_tasks.stop_listener(ctx)
     await close_sender(ctx)
     await close_client(ctx)
     await ctx["ocpp_commands"].close()
@@ -41,7 +44,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 _settings = get_settings()
 
-FUNCTIONS: list[Any] = [relay_outbox, send_sms]
+FUNCTIONS: list[Any] = [relay_outbox, send_sms, *reservation_tasks.FUNCTIONS]
 CRON_JOBS: list[Any] = [
     cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True, unique=True),
     cron(purge_outbox, minute=23, second=0, unique=True),
@@ -51,6 +54,8 @@ CRON_JOBS: list[Any] = [
     cron(sweep_connectivity, second=45, unique=True, timeout=50),
     # Missed heartbeats / sockets down past the grace → offline; long outages → alerts.
     cron(sweep_links, second={5, 20, 35, 50}, unique=True, timeout=14),
+    # Reservations past expires_at → EXPIRED, their connectors free in search.
+    cron(reservation_tasks.expire_reservations, second=set(range(2, 60, 5)), unique=True),
 ]
 
 

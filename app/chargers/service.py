@@ -14,6 +14,7 @@ import asyncpg
 from app.connectivity import service as connectivity
 from app.core.sql import Q
 from app.fleet.service import verify_ocpp_password
+from app.reservations import service as reservations
 
 log = logging.getLogger("app.chargers")
 
@@ -210,6 +211,15 @@ async def start_transaction(
             started_at,
         )
         assert row is not None
+        if tag_status == "Accepted":  # a reservation of this driver here becomes ACTIVE
+            await reservations.on_transaction_started(
+                conn,
+                charger_id=charger.charger_id,
+                connector_no=connector_no,
+                reservation_id=reservation_id,
+                id_tag=id_tag,
+                now=started_at,
+            )
         return int(row["transaction_id"]), str(row["id_tag_status"])
 
 

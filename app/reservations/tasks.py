@@ -1,0 +1,179 @@
+"""arq jobs of the reservations domain. Each takes ids, reloads state and is safe twice.
+
+- `begin_reservation_slot` (outbox, `available_at` = the slot's start): the slot holds the
+  connector from now and the charger receives ReserveNow (retried while it refuses).
+- `release_reservation` (outbox, after a cancel): CancelReservation at the charger.
+- `move_reservations` (outbox row written by a trigger when a charger is hidden): move each
+  live reservation to a twin connector or cancel it, with the driver's SMS.
+- `resync_charger_reservations` (outbox row written by a trigger on reconnect).
+- `expire_reservations` (cron, every 5 s): EXPIRED past `expires_at`, connectors freed.
+
+The move must reach the driver within 5 s of the charger being hidden, and the relay
+sweeps every 5 s, so the worker also LISTENs on `vw_reservations` (the trigger NOTIFYs
+the new outbox id on commit) and runs the relay at once: the job starts within
+milliseconds. After a move the relay runs again, so the SMS and follow-up jobs do not
+wait for the sweep either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import asyncpg
+
+from app.chargers.commands import commands_from
+from app.core import outbox
+from app.core.listen import Listener
+from app.core.settings import Settings
+from app.reservations import service
+
+log = logging.getLogger("app.reservations")
+CHANNEL: Final = "vw_reservations"
+
+
+def _config(ctx: dict[str, Any]) -> service.ReservationsConfig:
+    config = ctx.get("reservations_config")
+    if not isinstance(config, service.ReservationsConfig):
+        config = ctx["reservations_config"] = service.config_from_env()
+    return config
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def begin_reservation_slot(
+    ctx: dict[str, Any], outbox_id: int, *, reservation_id: str, attempt: int = 0
+) -> str:
+    pool: asyncpg.Pool = ctx["pool"]
+    async with pool.acquire() as conn:
+        outcome = await service.begin_slot(
+            conn,
+            commands_from(ctx),
+            reservation_id=uuid.UUID(reservation_id),
+            now=_now(),
+            attempt=attempt,
+            config=_config(ctx),
+        )
+        await outbox.mark_done(conn, outbox_id)
+    return outcome
+
+
+async def release_reservation(ctx: dict[str, Any], outbox_id: int, *, reservation_id: str) -> str:
+    pool: asyncpg.Pool = ctx["pool"]
+    async with pool.acquire() as conn:
+        outcome = await service.release_at_charger(
+            conn,
+            commands_from(ctx),
+            reservation_id=uuid.UUID(reservation_id),
+            now=_now(),
+            config=_config(ctx),
+        )
+        await outbox.mark_done(conn, outbox_id)
+    return outcome
+
+
+async def move_reservations(ctx: dict[str, Any], outbox_id: int, *, charger_id: str) -> int:
+    pool: asyncpg.Pool = ctx["pool"]
+    async with pool.acquire() as conn:
+        outcomes = await service.move_off_charger(
+            conn,
+            commands_from(ctx),
+            charger_id=uuid.UUID(charger_id),
+            now=_now(),
+            config=_config(ctx),
+        )
+        await outbox.mark_done(conn, outbox_id)
+    if outcomes:
+        log.info("reservations of charger %s: %s", charger_id, outcomes)
+        await _relay_quietly(ctx)  # the SMS and the moved slots' jobs, now
+    return len(outcomes)
+
+
+async def resync_charger_reservations(
+    ctx: dict[str, Any], outbox_id: int, *, charger_id: str
+) -> dict[str, int]:
+    pool: asyncpg.Pool = ctx["pool"]
+    async with pool.acquire() as conn:
+        sent = await service.resync_charger(
+            conn,
+            commands_from(ctx),
+            charger_id=uuid.UUID(charger_id),
+            now=_now(),
+            config=_config(ctx),
+        )
+        await outbox.mark_done(conn, outbox_id)
+    return sent
+
+
+async def expire_reservations(ctx: dict[str, Any]) -> int:
+    """Cron: CONFIRMED reservations past their expiry → EXPIRED (safe to run twice)."""
+    pool: asyncpg.Pool = ctx["pool"]
+    async with pool.acquire() as conn, conn.transaction():
+        return await service.expire(conn, now=_now())
+
+
+FUNCTIONS: Final[list[Any]] = [
+    begin_reservation_slot,
+    release_reservation,
+    move_reservations,
+    resync_charger_reservations,
+    expire_reservations,
+]
+
+
+# ---------------------------------------------------------------- wake-up on NOTIFY
+
+
+async def _relay_quietly(ctx: dict[str, Any]) -> None:
+    try:
+        await outbox.relay_outbox(ctx)
+    except (OSError, asyncpg.PostgresError) as exc:  # the cron relay will do it
+        log.warning("outbox relay after a reservation change failed: %r", exc)
+
+
+class RelayKicker:
+    """Runs the outbox relay once per burst of notifications (never two at a time)."""
+
+    def __init__(self, ctx: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self._wanted = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def kick(self, _payload: str = "") -> None:
+        self._wanted.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        while self._wanted.is_set():
+            self._wanted.clear()
+            await _relay_quietly(self.ctx)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+async def start_listener(ctx: dict[str, Any]) -> None:
+    """Worker start-up: LISTEN on vw_reservations and run the relay on each NOTIFY."""
+    settings: Settings = ctx["settings"]
+    kicker = RelayKicker(ctx)
+    listener = Listener(settings.database_url, CHANNEL, kicker.kick, kicker.kick)
+    listener.start()
+    ctx["reservations_listener"] = (listener, kicker)
+
+
+async def stop_listener(ctx: dict[str, Any]) -> None:
+    pair = ctx.pop("reservations_listener", None)
+    if pair is not None:
+        listener, kicker = pair
+        await listener.stop()
+        await kicker.stop()

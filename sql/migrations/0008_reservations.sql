@@ -1,0 +1,143 @@
+-- Reservations (issue 11): a hold of a connector from now, or a slot later today.
+--
+-- Invariants live here, not in the application:
+--   * no double booking: an exclusion constraint over (connector, time range) for the live
+--     statuses — two CONFIRMED/ACTIVE reservations of one connector never overlap, however
+--     many API processes insert at once;
+--   * one driver, one place at a time: the same constraint over (driver, time range), and a
+--     partial unique index (one reservation holding a connector now per driver);
+--   * search shows a connector RESERVED exactly while a reservation holds it (trigger on
+--     connectors.status: the charger's Available/Reserved never contradicts us, its
+--     Occupied/Faulted/Unavailable always wins);
+--   * a charger going offline or quarantined with live reservations writes an outbox job
+--     (move to a twin connector or cancel) in the same transaction as the state change,
+--     and NOTIFYs `vw_reservations` so a worker runs it at once.
+
+CREATE EXTENSION IF NOT EXISTS btree_gist;
+
+-- OCPP 1.6 reservationId (ReserveNow, CancelReservation, StartTransaction): an integer we
+-- issue, one sequence for the whole fleet.
+CREATE SEQUENCE ocpp_reservation_ids AS integer START 1;
+
+CREATE TABLE reservations (
+    reservation_id       uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    ocpp_reservation_id  integer NOT NULL UNIQUE DEFAULT nextval('ocpp_reservation_ids'),
+    driver_id            uuid NOT NULL REFERENCES drivers (driver_id) ON DELETE CASCADE,
+    connector_id         uuid NOT NULL REFERENCES connectors (connector_id) ON DELETE CASCADE,
+    -- denormalised from the connector: moves and the charger's messages look them up
+    charger_id           uuid NOT NULL REFERENCES chargers (charger_id) ON DELETE CASCADE,
+    site_id              uuid NOT NULL REFERENCES sites (site_id) ON DELETE CASCADE,
+    connector_no         integer NOT NULL,
+    kind                 text NOT NULL CHECK (kind IN ('hold', 'slot')),
+    status               text NOT NULL DEFAULT 'CONFIRMED' CHECK (status IN (
+                             'CONFIRMED', 'ACTIVE', 'FULFILLED', 'CANCELLED', 'EXPIRED',
+                             'MOVED')),
+    start_at             timestamptz NOT NULL,
+    expires_at           timestamptz NOT NULL,
+    -- holds the connector from here: a hold at once, a slot when it begins
+    began_at             timestamptz,
+    -- the charger accepted ReserveNow / was told the reservation is over (or needs not be)
+    charger_reserved_at  timestamptz,
+    charger_released_at  timestamptz,
+    moved_from           uuid REFERENCES reservations (reservation_id) ON DELETE SET NULL,
+    moved_to             uuid REFERENCES reservations (reservation_id) ON DELETE SET NULL,
+    cancel_reason        text CHECK (cancel_reason ~ '^[a-z][a-z_]{0,39}$'),
+    -- the charging session (OCPP transactionId) that used it
+    transaction_id       integer,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    updated_at           timestamptz NOT NULL DEFAULT now(),
+    ended_at             timestamptz,
+    CHECK (expires_at > start_at),
+    CHECK (moved_to IS NULL OR status = 'MOVED'),
+    CONSTRAINT reservations_no_double_booking EXCLUDE USING gist (
+        connector_id WITH =, tstzrange(start_at, expires_at, '[)') WITH &&
+    ) WHERE (status IN ('CONFIRMED', 'ACTIVE')),
+    CONSTRAINT reservations_driver_one_at_a_time EXCLUDE USING gist (
+        driver_id WITH =, tstzrange(start_at, expires_at, '[)') WITH &&
+    ) WHERE (status IN ('CONFIRMED', 'ACTIVE'))
+);
+-- At most one reservation per driver holds a connector now (a hold, a slot that has
+-- begun, or one being charged on), whatever the time ranges say.
+CREATE UNIQUE INDEX reservations_one_live_hold ON reservations (driver_id)
+    WHERE status = 'ACTIVE' OR (status = 'CONFIRMED' AND began_at IS NOT NULL);
+CREATE INDEX reservations_driver_recent ON reservations (driver_id, created_at DESC, reservation_id DESC);
+CREATE INDEX reservations_charger_live ON reservations (charger_id)
+    WHERE status IN ('CONFIRMED', 'ACTIVE');
+CREATE INDEX reservations_connector_holding ON reservations (connector_id)
+    WHERE status = 'CONFIRMED' AND began_at IS NOT NULL;
+CREATE INDEX reservations_expiring ON reservations (expires_at) WHERE status = 'CONFIRMED';
+CREATE INDEX reservations_unreleased ON reservations (charger_id)
+    WHERE charger_reserved_at IS NOT NULL AND charger_released_at IS NULL;
+
+-- Whether a reservation holds this connector at `p_at` (what RESERVED in search means).
+CREATE FUNCTION reservation_holds(p_connector uuid, p_at timestamptz) RETURNS boolean
+LANGUAGE sql STABLE AS $$
+    SELECT EXISTS (SELECT 1 FROM reservations
+                    WHERE connector_id = p_connector AND status = 'CONFIRMED'
+                      AND began_at IS NOT NULL AND expires_at > p_at)
+$$;
+
+-- Who wins between the charger's StatusNotification and our reservations: between
+-- AVAILABLE and RESERVED we decide (a charger that forgot a reservation, or a late
+-- `Reserved` after a cancel, must not show the connector wrongly); OCCUPIED, FAULTED and
+-- UNAVAILABLE are the charger's facts and always pass.
+CREATE FUNCTION reservations_connector_status() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.status = 'AVAILABLE' AND reservation_holds(NEW.connector_id, now()) THEN
+        NEW.status := 'RESERVED';
+    ELSIF NEW.status = 'RESERVED' AND NOT reservation_holds(NEW.connector_id, now()) THEN
+        NEW.status := 'AVAILABLE';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER connectors_reservation_status BEFORE UPDATE OF status ON connectors
+    FOR EACH ROW WHEN (NEW.status IN ('AVAILABLE', 'RESERVED'))
+    EXECUTE FUNCTION reservations_connector_status();
+
+-- A charger hidden from search (offline or quarantined, decided by connectivity's
+-- settle()) with live reservations: the move job is written in the same transaction and
+-- announced at once (a worker LISTENs on vw_reservations; the outbox relay is the net).
+CREATE FUNCTION reservations_charger_hidden() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_outbox bigint;
+BEGIN
+    IF EXISTS (SELECT 1 FROM reservations
+                WHERE charger_id = NEW.charger_id AND status = 'CONFIRMED') THEN
+        INSERT INTO outbox (job, args, dedupe_key)
+        VALUES ('move_reservations', jsonb_build_object('charger_id', NEW.charger_id),
+                'reservations:move:' || NEW.charger_id || ':' || txid_current())
+        ON CONFLICT (dedupe_key) DO NOTHING
+        RETURNING outbox_id INTO v_outbox;
+        IF v_outbox IS NOT NULL THEN
+            PERFORM pg_notify('vw_reservations', v_outbox::text);
+        END IF;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER charger_connectivity_reservations AFTER UPDATE OF state ON charger_connectivity
+    FOR EACH ROW
+    WHEN (NEW.state IN ('offline', 'quarantined') AND OLD.state NOT IN ('offline', 'quarantined'))
+    EXECUTE FUNCTION reservations_charger_hidden();
+
+-- A charger (re)connected: chargers keep reservations across reboots, some badly, so what
+-- should still hold is sent again and what should not is cancelled (INTEGRATIONS.md §1).
+CREATE FUNCTION reservations_charger_connected() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    v_outbox bigint;
+BEGIN
+    IF EXISTS (SELECT 1 FROM reservations
+                WHERE charger_id = NEW.charger_id AND charger_reserved_at IS NOT NULL
+                  AND (charger_released_at IS NULL OR status = 'CONFIRMED')
+                  AND expires_at > now() - interval '1 day') THEN
+        INSERT INTO outbox (job, args, dedupe_key, available_at)
+        VALUES ('resync_charger_reservations', jsonb_build_object('charger_id', NEW.charger_id),
+                'reservations:resync:' || NEW.charger_id || ':' || txid_current(),
+                now() + interval '2 seconds')
+        ON CONFLICT (dedupe_key) DO NOTHING
+        RETURNING outbox_id INTO v_outbox;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER ocpp_links_reservations AFTER INSERT OR UPDATE OF connected_at ON ocpp_links
+    FOR EACH ROW WHEN (NEW.disconnected_at IS NULL)
+    EXECUTE FUNCTION reservations_charger_connected();
