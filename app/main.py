@@ -37,6 +37,7 @@ from app.fleet import routes as fleet_routes
 from app.health import routes as health_routes
 from app.identity import routes as identity_routes
 from app.notifications import routes as notification_routes
+from app.payments import routes as payment_routes
 from app.pricing import routes as pricing_routes
 from app.reservations import routes as reservation_routes
 
@@ -52,6 +53,7 @@ ROUTES: list[Any] = [
     *pricing_routes.ROUTES,
     *reservation_routes.ROUTES,
     *analytics_routes.ROUTES,
+    *payment_routes.ROUTES,
 ]
 # Domain lifespans run after the core one (pool, Redis) has started.
 LIFESPANS: list[Any] = [
@@ -59,6 +61,7 @@ LIFESPANS: list[Any] = [
     charger_routes.lifespan,
     pricing_routes.lifespan,
     discovery_routes.lifespan,
+    payment_routes.lifespan,
     gc_policy.lifespan,  # last: freezes what start-up loaded
 ]
 
@@ -92,7 +95,10 @@ OPENAPI = OpenAPIConfig(
 def create_app(settings: Settings | None = None, *, run_migrations: bool = True) -> Litestar:
     """Build the ASGI app. Settings default to the environment (read at start-up)."""
     # Demo-only routes (the SMS sink's GET /dev/sms) exist only when their settings say so.
-    demo_routes = notification_routes.demo_routes(settings or get_settings())
+    demo_routes = [
+        *notification_routes.demo_routes(settings or get_settings()),
+        *payment_routes.demo_routes(settings or get_settings()),
+    ]
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:

@@ -642,6 +642,33 @@ async def cancel_hold(
     return CaptureOutcome(payment_intent_id=payment_intent_id, status="canceled", captured_minor=0)
 
 
+async def record_outcome(db: Executor, outcome: CaptureOutcome, *, now: datetime) -> None:
+    """Store a capture's (or release's) outcome and close its decision."""
+    await q.apply_intent(
+        db,
+        payment_intent_id=outcome.payment_intent_id,
+        status=outcome.status,
+        captured_minor=outcome.captured_minor,
+        failure_code=None,
+        failure_message=None,
+        latest_charge_id=None,
+        now=now,
+    )
+    await q.capture_succeeded(db, payment_intent_id=outcome.payment_intent_id, now=now)
+
+
+async def refresh_intent(
+    db: Executor, gateway: Gateway, payment_intent_id: str, *, now: datetime
+) -> IntentFacts:
+    """Re-read a PaymentIntent from Stripe and apply it (forward only)."""
+    try:
+        facts = await _retrieve(gateway, payment_intent_id)
+    except StripeUnavailable as exc:
+        raise PaymentsUnavailable() from exc
+    await _apply_facts(db, facts, now)
+    return facts
+
+
 async def request_capture(
     db: Executor, *, payment_intent_id: str, amount_minor: int, now: datetime
 ) -> CaptureRow:

@@ -1,11 +1,12 @@
 """Stripe through the official library's async client (INTEGRATIONS.md §3).
 
 `StripeClient(api_key, base_addresses={"api": STRIPE_API_BASE}, max_network_retries=2,
-http_client=stripe.HTTPXClient(timeout=…))` and the `*_async` methods of `client.v1.*`.
-The library retries connection errors, 409 and 5xx itself, with the idempotency key we give
-every mutating call (a retried POST is the same request to Stripe). What comes back is
-turned into small Structs here (`IntentFacts`, `ChargeFacts`, `CardFacts`), read with
-defaults, so a field one Stripe (or localstripe) omits never raises deep in a service.
+http_client=HTTPXClient(timeout=…))` and the `*_async` methods of `client.v1.*` (the
+HTTPXClient is a small subclass that hands httpx the form as `content`). The library
+retries connection errors, 409 and 5xx itself, with the idempotency key we give every
+mutating call (a retried POST is the same request to Stripe). What comes back is turned
+into small Structs here (`IntentFacts`, `ChargeFacts`, `CardFacts`), read with defaults,
+so a field one Stripe (or localstripe) omits never raises deep in a service.
 
 One `Gateway` per process: API workers hold it in `app.state.stripe` (lifespan in
 `app/payments/routes.py`), arq jobs in `ctx["stripe"]` (`workers/main.py`).
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -124,6 +125,20 @@ def card_facts(obj: Any) -> CardFacts:
     )
 
 
+class _HTTPXClient(stripe.HTTPXClient):  # type: ignore[misc]
+    """The library's httpx client, sending the encoded form as `content=`: it passes
+    `data=<str>`, which httpx 0.28 deprecates (a warning per request)."""
+
+    def _get_request_args_kwargs(
+        self, method: str, url: str, headers: Mapping[str, str], post_data: Any
+    ) -> list[Any]:
+        args, kwargs = super()._get_request_args_kwargs(method, url, headers, post_data)
+        data = kwargs.pop("data", None)
+        if data:
+            kwargs["content"] = data
+        return [args, kwargs]
+
+
 class Gateway:
     """The process's Stripe client; `await aclose()` at shutdown."""
 
@@ -138,7 +153,7 @@ class Gateway:
         self.api_base = api_base.rstrip("/")
         self.timeout_s = timeout_s
         self.max_network_retries = max_network_retries
-        self.http = stripe.HTTPXClient(timeout=timeout_s)
+        self.http = _HTTPXClient(timeout=timeout_s)
         base: dict[str, str] = {"api": self.api_base} if self.api_base else {}
         self.client = stripe.StripeClient(
             api_key,

@@ -1,0 +1,3 @@
+from tests.payments.fixtures import fault_proxy, gateway, job_ctx, localstripe, settings
+
+__all__ = ["fault_proxy", "gateway", "job_ctx", "localstripe", "settings"]
