@@ -21,7 +21,10 @@ from app.core.outbox import purge_outbox, relay_outbox
 from app.core.settings import get_settings
 from app.identity.tasks import purge_expired_identity
 from app.notifications.tasks import close_sender, redact_expired_sms, send_sms
+from app.payments import tasks as payment_tasks
+from app.payments.stripe_client import Gateway
 from app.reservations import tasks as reservation_tasks
+from app.sessions import tasks as session_tasks
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -31,12 +34,14 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["pool"] = await create_pool(settings)
     # Commands to chargers from jobs: app.chargers.commands.commands_from(ctx).
     ctx["ocpp_commands"] = CommandClient(settings.redis_url, settings.redis_namespace)
+    ctx["stripe"] = Gateway.from_settings(settings)  # None without STRIPE_SECRET_KEY
     await reservation_tasks.start_listener(ctx)  # charger hidden → move jobs at once
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     await reservation_tasks.stop_listener(ctx)
     await close_sender(ctx)
+    await payment_tasks.close_stripe(ctx)
     await close_client(ctx)
     await ctx["ocpp_commands"].close()
     await ctx["pool"].close()
@@ -44,7 +49,13 @@ async def shutdown(ctx: dict[str, Any]) -> None:
 
 _settings = get_settings()
 
-FUNCTIONS: list[Any] = [relay_outbox, send_sms, *reservation_tasks.FUNCTIONS]
+FUNCTIONS: list[Any] = [
+    relay_outbox,
+    send_sms,
+    *reservation_tasks.FUNCTIONS,
+    payment_tasks.capture_payment,
+    payment_tasks.charge_extra_payment,
+]
 CRON_JOBS: list[Any] = [
     cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True, unique=True),
     cron(purge_outbox, minute=23, second=0, unique=True),
@@ -56,6 +67,16 @@ CRON_JOBS: list[Any] = [
     cron(sweep_links, second={5, 20, 35, 50}, unique=True, timeout=14),
     # Reservations past expires_at → EXPIRED, their connectors free in search.
     cron(reservation_tasks.expire_reservations, second=set(range(2, 60, 5)), unique=True),
+    # Session starts the charger never began → FAILED, holds released.
+    cron(session_tasks.sweep_starting, second={10, 25, 40, 55}, unique=True, timeout=14),
+    # Stale holds, stalled captures, PaymentIntents out of step with Stripe.
+    cron(
+        payment_tasks.reconcile_payments,
+        minute=set(range(7, 60, 10)),
+        second=0,
+        unique=True,
+        timeout=300,
+    ),
 ]
 
 
