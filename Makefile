@@ -3,6 +3,12 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The nearby-search kernel (C, built with cffi by setup.py; see app/discovery/kernel.py).
+KERNEL     := app/discovery/_nearby.abi3.so
+KERNEL_SRC := setup.py app/discovery/kernel_build.py app/discovery/nearby.c app/discovery/nearby.h
+# Search without the compiled kernel is an error, not a silent numpy fallback.
+REQUIRE_KERNEL ?= 1
+export REQUIRE_KERNEL
 
 .DEFAULT_GOAL := help
 .PHONY: help run test lint fmt openapi openapi-check bench bench-import bench-ocpp clean
@@ -15,15 +21,19 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock
 	@touch $(STAMP)
 
+$(KERNEL): $(STAMP) $(KERNEL_SRC)
+	$(BIN)/python setup.py -q build_ext --inplace
+	@touch $(KERNEL)
+
 # Test-only Node tools (Prism serves Twilio's OpenAPI spec; see package.json).
 node_modules/.installed: package.json $(wildcard package-lock.json)
 	npm install --no-audit --no-fund
 	@touch $@
 
-run: $(STAMP) ## API (2 workers, :8000) + arq worker + demo fleet; embedded PG/Valkey unless DATABASE_URL/REDIS_URL
+run: $(STAMP) $(KERNEL) ## API (2 workers, :8000) + arq worker + demo fleet; embedded PG/Valkey unless DATABASE_URL/REDIS_URL
 	$(BIN)/python -m app run
 
-test: $(STAMP) node_modules/.installed lint openapi-check ## lint, OpenAPI drift check, then the test suite (real PostgreSQL + Redis)
+test: $(STAMP) $(KERNEL) node_modules/.installed lint openapi-check ## lint, OpenAPI drift check, then the test suite (real PostgreSQL + Redis)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
@@ -42,14 +52,14 @@ openapi-check: $(STAMP) ## fail when openapi/openapi.json differs from the code
 	@$(BIN)/python -m app openapi --output - | diff -q openapi/openapi.json - >/dev/null \
 	  || (echo "openapi/openapi.json is out of date: run 'make openapi'"; exit 1)
 
-bench: $(STAMP) ## run every benchmark (see bench/README.md)
+bench: $(STAMP) $(KERNEL) ## run every benchmark (see bench/README.md)
 	$(BIN)/python bench/fleet_import.py
 
-bench-import: $(STAMP) ## onboarding 10,000 chargers / 30,000 connectors in one call
+bench-import: $(STAMP) $(KERNEL) ## onboarding 10,000 chargers / 30,000 connectors in one call
 	$(BIN)/python bench/fleet_import.py
 
-bench-ocpp: $(STAMP) ## 10,000 simulated OCPP chargers on one API process, StatusNotification/MeterValues msg/s
+bench-ocpp: $(STAMP) $(KERNEL) ## 10,000 simulated OCPP chargers on one API process, StatusNotification/MeterValues msg/s
 	$(BIN)/python bench/ocpp_load.py
 
 clean: ## remove the venv, node_modules and local data (embedded database included)
-	rm -rf $(VENV) node_modules .data
+	rm -rf $(VENV) node_modules .data build app/discovery/_nearby*.so

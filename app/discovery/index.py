@@ -23,7 +23,6 @@ time, so a delta is visible in the next response.
 
 from __future__ import annotations
 
-import ctypes
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -137,8 +136,8 @@ class Hits:
         return len(self.sites)
 
 
-_EMPTY_I = np.empty(0, dtype=np.int64)
-NO_HITS = Hits(_EMPTY_I, np.empty(0, dtype=np.float64), _EMPTY_I, _EMPTY_I)
+EMPTY_I = np.empty(0, dtype=np.int64)
+NO_HITS = Hits(EMPTY_I, np.empty(0, dtype=np.float64), EMPTY_I, EMPTY_I)
 
 
 # ---- the fixed-width JSON record of one connector -------------------------------------
@@ -247,7 +246,7 @@ class FleetIndex:
     power_field: U8
     power_values: list[bytes]
     layout: _Layout
-    kernel: _Kernel | None = field(default=None, repr=False)
+    kernel: kernel.BoundKernel | None = field(default=None, repr=False)
     site_prices: Any = field(default=None, repr=False)  # app/discovery/prices.py
 
     # ---- construction -----------------------------------------------------------------
@@ -364,9 +363,9 @@ class FleetIndex:
             power_values=power_values,
             layout=_Layout.make(no_w, power_w),
         )
-        lib = kernel.load()
-        if lib is not None:
-            index.kernel = _Kernel(lib, index)
+        compiled = kernel.load()
+        if compiled is not None:
+            index.kernel = kernel.BoundKernel(compiled, index, CELL_DEG, NX)
         return index
 
     @property
@@ -641,7 +640,7 @@ def _ranges(starts: I64, lens: I64) -> I64:
     """Concatenated aranges [starts[i], starts[i] + lens[i]) in one vectorised step."""
     total = int(lens.sum())
     if total == 0:
-        return _EMPTY_I
+        return EMPTY_I
     shift = np.repeat(starts - (np.cumsum(lens) - lens), lens)
     out: I64 = np.arange(total, dtype=np.int64) + shift
     return out
@@ -662,104 +661,3 @@ def _find(sorted_keys: I64, positions: I64, key: int) -> int | None:
     if j < len(sorted_keys) and int(sorted_keys[j]) == key:
         return int(positions[j])
     return None
-
-
-class _Kernel:
-    """The C kernel bound to one index: a struct of pointers into the index's arrays (the
-    arrays deltas write to, so statuses stay live) plus reusable output buffers."""
-
-    def __init__(self, lib: ctypes.PyDLL, ix: FleetIndex) -> None:
-        self.lib = lib
-        self.keep: list[Any] = []  # everything the struct points into
-
-        def ptr(a: NDArray[Any]) -> int:
-            assert a.flags.c_contiguous
-            self.keep.append(a)
-            return int(a.ctypes.data)
-
-        def text(values: list[bytes]) -> tuple[int, int]:
-            off = np.zeros(len(values) + 1, dtype=np.int64)
-            np.cumsum([len(v) for v in values], out=off[1:])
-            return ptr(np.frombuffer(b"".join(values) or b" ", dtype=np.uint8)), ptr(off)
-
-        type_text, type_off = text([msgspec.json.encode(t) for t in CONNECTOR_TYPES])
-        status_text, status_off = text([msgspec.json.encode(t) for t in STATUSES])
-        power_text, power_off = text(ix.power_values)
-        n_sites = len(ix.site_key)
-        self.struct = kernel.IndexStruct(
-            n_sites=n_sites,
-            site_key=ptr(ix.site_key),
-            site_xyz=ptr(ix.site_xyz),
-            conn_start=ptr(ix.site_conn_start),
-            conn_end=ptr(ix.site_conn_end),
-            static_blob=ptr(np.frombuffer(ix.site_static_blob or b" ", dtype=np.uint8)),
-            static_off=ptr(ix.site_static_off),
-            conn_charger=ptr(ix.conn_charger),
-            conn_type=ptr(ix.conn_type),
-            conn_status=ptr(ix.conn_status),
-            conn_power_w=ptr(ix.conn_power_w),
-            conn_no=ptr(ix.conn_no),
-            conn_power_code=ptr(ix.conn_power_code),
-            conn_uuid=ptr(ix.conn_uuid),
-            charger_uuid=ptr(ix.charger_uuid),
-            charger_visible=ptr(ix.charger_visible),
-            type_text=type_text,
-            type_off=type_off,
-            status_text=status_text,
-            status_off=status_off,
-            power_text=power_text,
-            power_off=power_off,
-            cell_deg=CELL_DEG,
-            nx=NX,
-            cand_site=ptr(np.empty(max(n_sites, 1), dtype=np.int64)),
-            cand_dist=ptr(np.empty(max(n_sites, 1), dtype=np.float64)),
-        )
-        self.struct_p = ctypes.addressof(self.struct)
-        self.query = kernel.QueryStruct()
-        self.query_p = ctypes.addressof(self.query)
-        self.site = np.empty(MAX_LIMIT, dtype=np.int64)
-        self.dist = np.empty(MAX_LIMIT, dtype=np.float64)
-        self.count = np.empty(MAX_LIMIT, dtype=np.int64)
-        self.out_p = (self.site.ctypes.data, self.dist.ctypes.data, self.count.ctypes.data)
-        self.buf = np.empty(1 << 18, dtype=np.uint8)
-        self.buf_p = (self.buf.ctypes.data, len(self.buf))
-        self.last: Hits | None = None
-
-    def _set(self, q: Query) -> None:
-        qs = self.query
-        qs.lat = q.lat
-        qs.lon = q.lon
-        qs.radius_m = q.radius_m
-        qs.limit = min(q.limit, MAX_LIMIT)
-        qs.connector_type = -1 if q.connector_type is None else q.connector_type
-        qs.min_power_w = q.min_power_w
-        qs.available_only = 1 if q.available_only else 0
-
-    def search(self, q: Query) -> Hits:
-        self._set(q)
-        n = self.lib.vw_search(self.struct_p, self.query_p, *self.out_p)
-        if n < 0:
-            raise MemoryError("nearby search kernel")
-        hits = Hits(self.site[:n].copy(), self.dist[:n].copy(), self.count[:n].copy(), _EMPTY_I)
-        self.last = hits  # its arrays are still in self.site/dist/count for render()
-        return hits
-
-    def render(self, hits: Hits, q: Query, tails: list[bytes] | bytes) -> bytes:
-        n = len(hits)
-        if n == 0:
-            return b""
-        if hits is not self.last:
-            self.site[:n], self.dist[:n], self.count[:n] = hits.sites, hits.distance_m, hits.counts
-        if not isinstance(tails, bytes) and tails.count(tails[0]) == len(tails):
-            tails = tails[0]  # one price for every site: no per-site tails to pass
-        shared = isinstance(tails, bytes)
-        blob = tails if isinstance(tails, bytes) else b"\0".join(tails)
-        self._set(q)
-        while True:
-            written = self.lib.vw_render(
-                self.struct_p, self.query_p, n, *self.out_p, blob, len(blob), shared, *self.buf_p
-            )
-            if written >= 0:
-                return self.buf[:written].tobytes()
-            self.buf = np.empty(-written * 2, dtype=np.uint8)
-            self.buf_p = (self.buf.ctypes.data, len(self.buf))

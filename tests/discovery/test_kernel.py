@@ -1,17 +1,22 @@
 """The C kernel of nearby search agrees with the numpy reference implementation on random
 fleets and queries: same sites in the same order, same distances, same JSON — including
 after live status/connectivity deltas, with per-site tails, and for responses larger than
-the kernel's initial output buffer."""
+the kernel's initial output buffer. Where the kernel must exist (REQUIRE_KERNEL=1, as `make
+test` sets it, or CI) a missing build fails these tests instead of skipping them."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from typing import Any
 
 import msgspec
 import numpy as np
 import pytest
 
+from app.core.settings import ROOT
 from app.discovery import kernel
 from app.discovery.index import (
     CONNECTOR_TYPES,
@@ -23,14 +28,30 @@ from app.discovery.index import (
     SiteRow,
 )
 
-pytestmark = pytest.mark.skipif(kernel.load() is None, reason="no C compiler on this machine")
+MUST_EXIST = kernel.required() or bool(os.environ.get("CI"))
+
+
+@pytest.fixture(autouse=True)
+def compiled_kernel() -> kernel.Kernel:
+    try:
+        compiled = kernel.load()
+    except kernel.KernelUnavailable as exc:
+        pytest.fail(str(exc))
+    if compiled is None:
+        if MUST_EXIST:
+            pytest.fail("the nearby-search kernel is not built (make builds it)")
+        pytest.skip("the nearby-search kernel is not built: run make")
+    return compiled
+
 
 # Dense city, a high-latitude town, both sides of the antimeridian, the equator.
 CENTRES = [(52.52, 13.40), (78.22, 15.65), (-16.5, 179.95), (-16.5, -179.95), (0.0, 0.0)]
 
 
 def random_fleet(rnd: random.Random, n_sites: int) -> FleetIndex:
-    sites, chargers, connectors = [], [], []
+    sites: list[SiteRow] = []
+    chargers: list[ChargerRow] = []
+    connectors: list[ConnectorRow] = []
     for s in range(1, n_sites + 1):
         lat, lon = rnd.choice(CENTRES)
         lat += rnd.gauss(0, 0.05)
@@ -125,3 +146,33 @@ def test_a_response_larger_than_the_output_buffer_is_rendered_whole() -> None:
     assert len(fast[0]["connectors"]) == 3000
     assert fast == ref
     assert fast[0]["available_count"] == 3000
+
+
+def test_an_array_of_the_wrong_type_is_refused(compiled_kernel: kernel.Kernel) -> None:
+    index = random_fleet(random.Random(5), 20)
+    index.conn_no = index.conn_no.astype(np.int64)  # nearby.h says const int32_t *
+    with pytest.raises(TypeError, match="conn_no"):
+        kernel.BoundKernel(compiled_kernel, index, 0.01, 36000)
+
+
+UNBUILT = """
+import sys
+sys.modules["app.discovery._nearby"] = None  # as if never built
+from app.discovery import kernel
+try:
+    kernel.load()
+except kernel.KernelUnavailable as exc:
+    print("refused:", exc)
+else:
+    print("fell back")
+"""
+
+
+@pytest.mark.parametrize(("required", "outcome"), [("1", "refused:"), ("0", "fell back")])
+def test_require_kernel_refuses_the_numpy_fallback(required: str, outcome: str) -> None:
+    env = {**os.environ, "REQUIRE_KERNEL": required}
+    done = subprocess.run(
+        [sys.executable, "-c", UNBUILT], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(outcome), done.stdout

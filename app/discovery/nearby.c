@@ -1,51 +1,19 @@
 /* Nearby search and JSON rendering over the in-memory fleet index: the hot loop of
  * `GET /v1/chargers/nearby`, in C because per-request numpy calls cost more than the work.
  *
- * Same algorithm and arrays as the numpy reference in app/discovery/index.py
- * (`FleetIndex._search_numpy`, `FleetIndex._render_numpy`); tests/discovery/test_kernel.py
- * checks the two agree on random fleets and queries. Loaded with ctypes.PyDLL (the GIL is
- * held: calls come from the event loop only, and the index's scratch buffers are shared).
- * Built on first import by app/discovery/kernel.py (`cc -O2 -shared -fPIC`).
+ * Same algorithm and arrays as the numpy reference (app/discovery/search.py);
+ * tests/discovery/test_kernel.py checks the two agree on random fleets and queries.
+ * Built at install time into the extension module app.discovery._nearby by cffi
+ * (app/discovery/kernel_build.py, run by `make`'s install step); the structs are declared
+ * once, in nearby.h. Calls come from the event loop's thread only (the index's scratch
+ * buffers and `sorted_buf` below are shared).
  */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    /* sites, sorted by grid key */
-    int64_t n_sites;
-    const int64_t *site_key;
-    const double *site_xyz; /* n_sites * 3, Earth-centred metres */
-    const int64_t *conn_start, *conn_end;
-    const uint8_t *static_blob; /* pre-rendered `{"site_id":…,"timezone":"…"` */
-    const int64_t *static_off;  /* n_sites + 1 */
-    /* connectors */
-    const int32_t *conn_charger;
-    const uint8_t *conn_type, *conn_status;
-    const int32_t *conn_power_w, *conn_no, *conn_power_code;
-    const uint8_t *conn_uuid;    /* n * 36 */
-    const uint8_t *charger_uuid; /* n_chargers * 36 */
-    const uint8_t *charger_visible;
-    /* text tables: JSON values by code */
-    const uint8_t *type_text;  const int64_t *type_off;
-    const uint8_t *status_text; const int64_t *status_off;
-    const uint8_t *power_text; const int64_t *power_off;
-    /* grid */
-    double cell_deg;
-    int64_t nx;
-    /* scratch, n_sites long each */
-    int64_t *cand_site;
-    double *cand_dist;
-} Index;
-
-typedef struct {
-    double lat, lon, radius_m;
-    int64_t limit;
-    int32_t connector_type; /* -1: any */
-    int32_t min_power_w;
-    int32_t available_only;
-} Query;
+#include "nearby.h"
 
 static const double A = 6378137.0;
 static const double F = 1 / 298.257223563;
@@ -245,8 +213,9 @@ static int fmt_tenths(char *buf, double d) {
  * NUL-separated `tails`. Returns the length written, or -(bytes needed) when `cap` is
  * too small. */
 int64_t vw_render(const Index *ix, const Query *q, int64_t n_hits, const int64_t *site,
-                  const double *dist, const int64_t *count, const uint8_t *tails,
+                  const double *dist, const int64_t *count, const char *tails_text,
                   int64_t tails_len, int32_t shared, uint8_t *out, int64_t cap) {
+    const uint8_t *tails = (const uint8_t *)tails_text;
     int64_t need = shared ? tails_len * n_hits : tails_len;
     for (int64_t i = 0; i < n_hits; i++) {
         int64_t s = site[i];
