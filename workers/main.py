@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from arq import cron
-from arq.connections import RedisSettings
 
 from app.chargers.commands import CommandClient
 from app.connectivity.tasks import close_client, sweep_connectivity, sweep_links
@@ -20,7 +19,9 @@ from app.core.observability import configure_logging
 from app.core.outbox import purge_outbox, relay_outbox
 from app.core.settings import get_settings
 from app.identity.tasks import purge_expired_identity
-from app.notifications.tasks import close_sender, redact_expired_sms, send_sms
+from app.notifications import operator as operator_alerts
+from app.notifications import tasks as notification_tasks
+from app.notifications.tasks import close_sender, redact_expired_sms
 from app.payments import tasks as payment_tasks
 from app.payments.stripe_client import Gateway
 from app.reservations import tasks as reservation_tasks
@@ -36,10 +37,12 @@ async def startup(ctx: dict[str, Any]) -> None:
     ctx["ocpp_commands"] = CommandClient(settings.redis_url, settings.redis_namespace)
     ctx["stripe"] = Gateway.from_settings(settings)  # None without STRIPE_SECRET_KEY
     await reservation_tasks.start_listener(ctx)  # charger hidden → move jobs at once
+    await notification_tasks.start_listener(ctx)  # new SMS → relay at once
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     await reservation_tasks.stop_listener(ctx)
+    await notification_tasks.stop_listener(ctx)
     await close_sender(ctx)
     await payment_tasks.close_stripe(ctx)
     await close_client(ctx)
@@ -51,7 +54,8 @@ _settings = get_settings()
 
 FUNCTIONS: list[Any] = [
     relay_outbox,
-    send_sms,
+    notification_tasks.send_sms_job,
+    operator_alerts.deliver_operator_alert_job,
     *reservation_tasks.FUNCTIONS,
     payment_tasks.capture_payment,
     payment_tasks.charge_extra_payment,
@@ -61,6 +65,8 @@ CRON_JOBS: list[Any] = [
     cron(purge_outbox, minute=23, second=0, unique=True),
     cron(redact_expired_sms, minute=set(range(0, 60, 5)), second=30, unique=True),
     cron(purge_expired_identity, minute=17, second=0, unique=True),
+    # SMS alerts that come due with time (reservation ending, car idle, charger quiet).
+    cron(notification_tasks.alert_sweep, second=set(range(3, 60, 10)), unique=True, timeout=30),
     # Connectivity platform sweep (a no-op without CONTROL_CENTER_API_BASE).
     cron(sweep_connectivity, second=45, unique=True, timeout=50),
     # Missed heartbeats / sockets down past the grace → offline; long outages → alerts.
@@ -85,7 +91,9 @@ class WorkerSettings:
     cron_jobs = CRON_JOBS
     on_startup = startup
     on_shutdown = shutdown
-    redis_settings = RedisSettings.from_dsn(_settings.redis_url)
+    # Ride out a Redis outage (restart, failover) instead of exiting: commands are retried
+    # with back-off for about two minutes; the outbox keeps what was queued meanwhile.
+    redis_settings = notification_tasks.resilient_redis(_settings.redis_url)
     queue_name = outbox.queue_name(_settings)
     max_jobs = 50
     job_timeout = 60

@@ -23,14 +23,27 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
 
 from app.core import outbox
 from app.core.sql import Executor
 from app.notifications import queries, texts
-from app.notifications.rules import KINDS, SESSION_KINDS, Sample, SessionState, due_alerts
+from app.notifications.rules import (
+    KINDS,
+    SESSION_KINDS,
+    Sample,
+    SessionState,
+    due_alerts,
+    is_full,
+    parking_outlook,
+)
+from app.notifications.service import SEND_SMS_JOB
 
-SEND_SMS_JOB = "send_sms"
 SAMPLE_WINDOW = timedelta(minutes=20)  # longer than the 10 idle minutes the rules look at
+# the kinds whose text names the cost so far (priced only when one of them is due)
+COST_KINDS = frozenset({"soc_80", "ten_minutes_left", "session_complete"})
 
 
 class UnknownAlertKind(ValueError):
@@ -100,6 +113,39 @@ async def queue_alert(
     return str(notification_id)
 
 
+async def cost_so_far(
+    db: Executor, *, session_id: uuid.UUID | str, now: datetime
+) -> tuple[int | None, str | None]:
+    """The session's cost so far (its bill once billed) and currency, from the sessions
+    domain's pricing of the locked tariff version; (None, None) when it cannot say."""
+    from app.sessions import queries as session_queries  # sessions imports this module
+    from app.sessions import service as sessions
+
+    row = await session_queries.session(db, session_id=_uuid(session_id))
+    if row is None:
+        return None, None
+    if row.total_minor is not None:
+        return row.total_minor, row.currency
+    try:
+        cost = await sessions.running_cost(db, row, now)
+    except (ValueError, LookupError):  # samples the engine refuses: leave the cost out
+        cost = None
+    return cost, row.currency
+
+
+def ocpp_status_of(row: queries.SessionForAlerts) -> str | None:
+    """The connector's OCPP status as the session row keeps it: `charging_ended_at` is set
+    only in SuspendedEV / Finishing (migration 0010), so a SUSPENDED session without it is
+    paused by the charger (SuspendedEVSE)."""
+    if row.status == "CHARGING":
+        return "Charging"
+    if row.status == "SUSPENDED":
+        return "SuspendedEV" if row.charging_ended_at is not None else "SuspendedEVSE"
+    if row.status == "FINISHING":
+        return "Finishing"
+    return None
+
+
 async def session_state(
     db: Executor, *, session_id: uuid.UUID | str, now: datetime
 ) -> tuple[queries.SessionForAlerts, SessionState] | None:
@@ -123,6 +169,7 @@ async def session_state(
     ]
     state = SessionState(
         status=row.status,
+        ocpp_status=ocpp_status_of(row),
         started_at=row.started_at,
         ended_at=row.ended_at,
         energy_wh=float(row.energy_wh),
@@ -135,6 +182,33 @@ async def session_state(
     return row, state
 
 
+async def _with_parking(
+    db: Executor, row: queries.SessionForAlerts, state: SessionState, now: datetime
+) -> SessionState:
+    """The state with the parking outlook of its locked tariff, once the car is full."""
+    if (
+        "idle_fee_warning" in state.sent
+        or row.tariff_id is None
+        or row.tariff_version is None
+        or not is_full(state, now)
+    ):
+        return state
+    from app.sessions import service as sessions  # sessions imports this module
+
+    tariff = await sessions.compiled_tariff(db, row.tariff_id, row.tariff_version)
+    outlook = parking_outlook(
+        tariff,
+        ZoneInfo(row.timezone),
+        started_at=row.started_at,
+        charging_end=row.charging_ended_at or now,
+        energy_wh=row.energy_wh,
+    )
+    if outlook is None:
+        return state
+    starts, per_hour = outlook
+    return msgspec.structs.replace(state, parking_starts_at=starts, parking_minor_per_hour=per_hour)
+
+
 async def session_changed(db: Executor, *, session_id: uuid.UUID | str, now: datetime) -> None:
     """Apply the alert rules to a session whose live state just changed (in the caller's
     transaction); queues each alert that became due."""
@@ -144,13 +218,27 @@ async def session_changed(db: Executor, *, session_id: uuid.UUID | str, now: dat
     row, state = loaded
     if row.driver_id is None or set(SESSION_KINDS) <= state.sent:
         return
-    site = {"site_name": row.site_name, "timezone": row.timezone}
-    for due in due_alerts(state, now):
+    state = await _with_parking(db, row, state, now)
+    due = due_alerts(state, now)
+    if not due:
+        return
+    known: dict[str, Any] = {"site_name": row.site_name, "timezone": row.timezone}
+    if any(d.kind in COST_KINDS for d in due):
+        cost, currency = await cost_so_far(db, session_id=row.session_id, now=now)
+        if cost is not None:
+            known["cost_minor"] = cost
+        known["currency"] = currency or row.currency
+    elif row.currency:
+        known["currency"] = row.currency
+    for d in due:
+        facts = {**known, **d.facts}
+        if d.kind not in COST_KINDS:
+            facts.pop("cost_minor", None)
         await queue_alert(
             db,
-            kind=due.kind,
+            kind=d.kind,
             driver_id=row.driver_id,
             now=now,
             session_id=row.session_id,
-            facts={**site, **due.facts},
+            facts=facts,
         )

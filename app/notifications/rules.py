@@ -25,9 +25,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import msgspec
+
+from app.pricing import engine
 
 SESSION_KINDS: Final = (
     "session_started",
@@ -250,3 +254,50 @@ def due_alerts(state: SessionState, now: datetime) -> list[Due]:
         if minutes is not None and 0 < minutes <= MINUTES_LEFT_ALERT:
             due("ten_minutes_left", {**_figures(state), "minutes": max(1, round(minutes))})
     return out
+
+
+PARKING_HORIZON: Final = timedelta(hours=4)
+PARKING_STEP: Final = timedelta(minutes=5)
+
+
+def parking_outlook(
+    tariff: engine.CompiledTariff,
+    tz: ZoneInfo,
+    *,
+    started_at: datetime,
+    charging_end: datetime,
+    energy_wh: int,
+) -> tuple[datetime, int] | None:
+    """When parking starts to cost after charging ended at `charging_end`, and what an hour
+    of it costs then (minor units, VAT included): the tariff engine asked what a session
+    ending later would pay for PARKING_TIME. None when parking stays free for 4 hours."""
+    charging_end = max(charging_end, started_at)
+    samples = [engine.MeterSample(at=started_at, energy_wh=0)]
+    if charging_end > started_at:
+        samples.append(engine.MeterSample(at=charging_end, energy_wh=max(0, int(energy_wh))))
+
+    def parking_minor(end: datetime) -> int:
+        bill = engine.bill(
+            tariff,
+            tz,
+            samples,
+            session_start=started_at,
+            charging_end=charging_end,
+            session_end=end,
+        )
+        return sum(line.amount_minor for line in bill.lines if line.component == "PARKING_TIME")
+
+    end = charging_end
+    while end < charging_end + PARKING_HORIZON:
+        end += PARKING_STEP
+        if parking_minor(end) > 0:
+            low, high = end - PARKING_STEP, end  # free at `low`, costing at `high`
+            while high - low > timedelta(minutes=1):
+                mid = low + (high - low) / 2
+                low, high = (low, mid) if parking_minor(mid) > 0 else (mid, high)
+            starts = low
+            per_hour = parking_minor(starts + timedelta(hours=1)) - parking_minor(starts)
+            vat = Decimal(str(tariff.tariff.vat_percent or "0"))
+            with_vat = int((Decimal(per_hour) * (100 + vat) / 100).to_integral_value(ROUND_HALF_UP))
+            return starts, with_vat
+    return None

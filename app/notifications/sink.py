@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from datetime import datetime
 
 from app.notifications.twilio import SentSms
 
@@ -27,6 +28,9 @@ class SmsSink:
         sid = "SINK" + uuid.uuid4().hex
         print(f"[demo SMS sink] to {to}: {body}", file=sys.stdout, flush=True)
         return SentSms(sid=sid, status="sent")
+
+    async def find_sent(self, to: str, body: str, *, since: datetime) -> SentSms | None:
+        return None  # the sink keeps nothing of its own: a resend is printed twice
 
     async def aclose(self) -> None:
         return None

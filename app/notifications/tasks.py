@@ -3,36 +3,60 @@
 arq runs a job at least once, and the outbox relay may enqueue it again, so the job takes
 ids, reloads the row and decides from PostgreSQL alone:
 - it leases the message (`queued` → `sending`, `lease_until`); a message already `sent`
-  (or failed/expired) is never sent again, and a live lease means another worker has it;
-- a worker killed mid-send leaves a lease that runs out, after which the message is sent
-  again: at most one duplicate per kill, never a lost message;
-- expired messages (an OTP past its 5 minutes) are not worth sending and are dropped;
+  (or failed/expired/suppressed) is never sent again, and a live lease means another
+  worker has it;
+- a worker killed mid-send leaves a lease that runs out; the next run is "in doubt" and
+  first asks Twilio whether the message arrived there (`find_sent`), so a kill costs no
+  duplicate unless Twilio cannot say — at most one per kill, never a lost message;
+- an alert to a driver who replied STOP or turned `sms_alerts` off is `suppressed`, never
+  sent; expired messages (an OTP past its 5 minutes) are dropped;
+- per-sender pacing (`app.notifications.pacing`): a slot per message, waited for here when
+  close, otherwise the job is deferred to it (`Retry(defer=…)`, `send_after`);
 - 21610 (STOP) remembers the opt-out and gives up; other refusals give up; transient
-  failures go back to the queue and the job asks arq to retry later (`Retry`).
+  failures go back to the queue with back-off (`Retry`), `MAX_TRIES` times.
 Each final state marks the outbox row done in the same transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-from arq import Retry
+from arq import Retry, func
+from arq.connections import RedisSettings
+from redis.asyncio.retry import Retry as RedisRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.core import outbox
 from app.core.clock import Clock
 from app.core.db import Connection
+from app.core.listen import Listener
+from app.core.outbox import relay_outbox
 from app.core.settings import Settings
-from app.core.sql import Q
-from app.notifications.service import SmsSender, build_sender
-from app.notifications.twilio import SmsOptedOut, SmsRejected, SmsUnavailable
+from app.core.sql import execute
+from app.notifications import alerts, operator, pacing, queries, rules
+from app.notifications.service import SEND_SMS_JOB, SmsSender, build_sender
+from app.notifications.twilio import (
+    ERR_OPTED_OUT,
+    SentSms,
+    SmsOptedOut,
+    SmsRejected,
+    SmsUnavailable,
+)
 
 log = logging.getLogger("app.notifications.tasks")
-MAX_TRIES = 5  # arq tries of one send_sms job before the message is given up
+MAX_TRIES = 5  # transient failures (429/5xx/unreachable after the client's own retries)
 RETRY_BASE_S = 5
+# arq tries of one job: transient failures plus pacing deferrals and waits for a lease
+SEND_MAX_TRIES = 50
+WAIT_IN_PLACE_S = 1.0  # a pacing slot this close is waited for in the job, later ones deferred
 
 
 def _sender(ctx: dict[str, Any]) -> SmsSender | None:
@@ -54,6 +78,18 @@ def lease_s(settings: Settings) -> float:
     return settings.twilio_timeout_s * (settings.twilio_max_retries + 1) + 30.0
 
 
+def _sender_id(sender: SmsSender) -> str:
+    """Who the message is from, for pacing: the From number (or Messaging Service SID)."""
+    return str(getattr(sender, "from_", "") or sender.name)
+
+
+def status_callback_url(settings: Settings, message_id: str) -> str | None:
+    """Where Twilio reports this message's status (signed against PUBLIC_BASE_URL; our id in
+    the URL, so a callback quicker than our own bookkeeping still finds the message)."""
+    base = settings.public_base_url.rstrip("/")
+    return f"{base}/webhooks/twilio/status?message_id={message_id}" if base else None
+
+
 async def send_sms(ctx: dict[str, Any], outbox_id: int, message_id: str) -> str:
     """Send one queued SMS; returns what happened (for arq's result and the tests)."""
     pool = ctx["pool"]
@@ -62,23 +98,31 @@ async def send_sms(ctx: dict[str, Any], outbox_id: int, message_id: str) -> str:
     now = clock.now()
     mid = uuid.UUID(message_id)
 
-    row = await pool.fetchrow(
-        Q("notifications.claim_message"), mid, now + timedelta(seconds=lease_s(settings)), now
+    row = await queries.claim_message(
+        pool, message_id=mid, lease_until=now + timedelta(seconds=lease_s(settings)), now=now
     )
     if row is None:
-        state = await pool.fetchrow(Q("notifications.message_state"), mid)
-        if state is not None and state["status"] == "sending":
+        state = await queries.message_state(pool, message_id=mid)
+        if state is not None and state.status == "sending" and state.lease_until is not None:
             # Another run holds a live lease; look again once it could have run out.
-            wait = (state["lease_until"] - now).total_seconds() + 1
+            wait = (state.lease_until - now).total_seconds() + 1
             raise Retry(defer=max(1.0, wait))
+        if state is not None and state.status == "queued" and state.send_after is not None:
+            raise Retry(defer=max(0.1, (state.send_after - now).total_seconds()))
         await outbox.mark_done(pool, outbox_id)
-        return "missing" if state is None else f"already_{state['status']}"
+        return "missing" if state is None else f"already_{state.status}"
 
-    if row["expires_at"] is not None and row["expires_at"] <= now:
+    alert = row.notification_id is not None
+    if row.expires_at is not None and row.expires_at <= now:
         await _final(pool, outbox_id, mid, "expired", None, "expired before sending", now)
         return "expired"
-    if row["opted_out"]:
-        await _final(pool, outbox_id, mid, "failed", 21610, "recipient opted out", now)
+    if row.opted_out or (alert and row.alerts_off):
+        if alert:  # the driver said STOP or turned alerts off: nothing reaches Twilio
+            code = ERR_OPTED_OUT if row.opted_out else None
+            reason = "recipient opted out" if row.opted_out else "sms alerts turned off"
+            await _suppress(pool, outbox_id, mid, code, reason, now)
+            return "suppressed"
+        await _final(pool, outbox_id, mid, "failed", ERR_OPTED_OUT, "recipient opted out", now)
         return "opted_out"
     sender = _sender(ctx)
     if sender is None:
@@ -86,41 +130,111 @@ async def send_sms(ctx: dict[str, Any], outbox_id: int, message_id: str) -> str:
         await _final(pool, outbox_id, mid, "failed", None, "no SMS provider configured", now)
         return "no_provider"
 
+    if row.in_doubt:
+        # The last run died holding the lease: it may have reached Twilio before dying.
+        found = await sender.find_sent(row.to_phone, row.body, since=row.created_at)
+        if found is not None:
+            await _sent(pool, outbox_id, mid, sender, found, clock.now())
+            return "recovered"
+
+    # Per-sender pacing: a slot of our own, waited for here or later; never dropped.
+    if row.send_after is not None:
+        wait = (row.send_after - now).total_seconds()
+    else:
+        redis = ctx.get("redis")
+        wait = 0.0
+        if redis is not None:
+            wait = await pacing.reserve(
+                redis, settings, _sender_id(sender), priority=row.purpose == "otp"
+            )
+    if wait > WAIT_IN_PLACE_S:
+        send_after = now + timedelta(seconds=wait)
+        await queries.defer_message(pool, message_id=mid, send_after=send_after, now=now)
+        raise Retry(defer=wait)
+    if wait > 0:
+        await asyncio.sleep(wait)
+
     validity = None
-    if row["expires_at"] is not None:
-        validity = int((row["expires_at"] - now).total_seconds())
+    if row.expires_at is not None:
+        validity = int((row.expires_at - clock.now()).total_seconds())
     try:
-        sent = await sender.send(row["to_phone"], row["body"], validity_period_s=validity)
+        sent = await sender.send(
+            row.to_phone,
+            row.body,
+            status_callback=status_callback_url(settings, message_id)
+            if sender.name == "twilio"
+            else None,
+            validity_period_s=validity,
+        )
     except SmsOptedOut as exc:
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(Q("notifications.opt_out"), row["to_phone"], "twilio_21610")
-            await _finish(conn, outbox_id, mid, "failed", exc.code, str(exc), clock.now())
+            await execute(conn, "notifications.opt_out", row.to_phone, "twilio_21610")
+            if alert:
+                await _suppress_in(conn, outbox_id, mid, exc.code, str(exc), clock.now())
+            else:
+                await _finish(conn, outbox_id, mid, "failed", exc.code, str(exc), clock.now())
         return "opted_out"
     except SmsRejected as exc:
         log.warning("SMS %s refused by the provider: code=%s", message_id, exc.code)
         await _final(pool, outbox_id, mid, "failed", exc.code, str(exc), clock.now())
         return "rejected"
     except SmsUnavailable as exc:
-        job_try = int(ctx.get("job_try", 1))
+        tries = row.transient_failures + 1
         later = clock.now()
-        if job_try < MAX_TRIES:
-            await pool.execute(Q("notifications.release_message"), mid, exc.code, str(exc), later)
-            raise Retry(defer=RETRY_BASE_S * job_try) from exc
+        if tries < MAX_TRIES:
+            await queries.release_message(
+                pool, message_id=mid, code=exc.code, message=str(exc), now=later
+            )
+            raise Retry(defer=RETRY_BASE_S * tries) from exc
         await _final(pool, outbox_id, mid, "failed", exc.code, str(exc), later)
         return "gave_up"
 
-    done_at = clock.now()
+    await _sent(pool, outbox_id, mid, sender, sent, clock.now())
+    return "sent"
+
+
+async def _sent(
+    pool: asyncpg.Pool,
+    outbox_id: int,
+    message_id: uuid.UUID,
+    sender: SmsSender,
+    sent: SentSms,
+    done_at: datetime,
+) -> None:
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            Q("notifications.mark_sent"),
-            mid,
-            sender.name,
-            sent.sid,
-            done_at,
-            sender.name != "sink",  # the demo sink keeps the text for GET /dev/sms
+        await queries.mark_sent(
+            conn,
+            message_id=message_id,
+            provider=sender.name,
+            provider_sid=sent.sid,
+            now=done_at,
+            redact=sender.name != "sink",  # the demo sink keeps the text for GET /dev/sms
         )
         await outbox.mark_done(conn, outbox_id)
-    return "sent"
+
+
+async def _suppress(
+    pool: asyncpg.Pool,
+    outbox_id: int,
+    message_id: uuid.UUID,
+    code: int | None,
+    message: str,
+    now: datetime,
+) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await _suppress_in(conn, outbox_id, message_id, code, message, now)
+
+
+async def _suppress_in(
+    conn: Connection,
+    outbox_id: int,
+    message_id: uuid.UUID,
+    code: int | None,
+    message: str,
+    now: datetime,
+) -> None:
+    await queries.mark_suppressed(conn, message_id=message_id, code=code, message=message, now=now)
+    await outbox.mark_done(conn, outbox_id)
 
 
 async def _final(
@@ -146,12 +260,125 @@ async def _finish(
     now: datetime,
 ) -> None:
     """A final state for the message and its outbox row, in the caller's transaction."""
-    await conn.execute(Q("notifications.mark_final"), message_id, status, code, message, now)
+    await execute(conn, "notifications.mark_final", message_id, status, code, message, now)
     await outbox.mark_done(conn, outbox_id)
 
 
 async def redact_expired_sms(ctx: dict[str, Any]) -> int:
     """Cron: secret bodies of messages that expired unsent are redacted."""
     clock: Clock = ctx.get("clock") or Clock()
-    result: str = await ctx["pool"].execute(Q("notifications.redact_expired"), clock.now())
-    return int(result.split()[-1])
+    return await execute(ctx["pool"], "notifications.redact_expired", clock.now())
+
+
+# --- Time-based alerts -------------------------------------------------------------------
+
+RESERVATION_LEAD_S = 300.0  # reservation_expiring: 5 minutes before the end
+QUIET_AFTER_S = 120.0  # a charger that sent no MeterValues for this long: rules re-run
+SWEEP_BATCH = 500
+
+
+async def alert_sweep(ctx: dict[str, Any]) -> dict[str, int]:
+    """Cron: the alerts that come due with time rather than with a message — a reservation
+    about to end, a car idle long enough to count as full, a charger gone quiet. Safe to
+    run twice (each kind once per session/reservation in PostgreSQL)."""
+    pool: asyncpg.Pool = ctx["pool"]
+    clock: Clock = ctx.get("clock") or Clock()
+    now = clock.now()
+    expiring = await queries.reservations_expiring(
+        pool, now=now, lead_s=RESERVATION_LEAD_S, limit=SWEEP_BATCH
+    )
+    queued = 0
+    for r in expiring:
+        async with pool.acquire() as conn, conn.transaction():
+            if await alerts.queue_alert(
+                conn,
+                kind="reservation_expiring",
+                driver_id=r.driver_id,
+                now=now,
+                reservation_id=r.reservation_id,
+                facts={"site_name": r.site_name, "timezone": r.timezone, "at": r.expires_at},
+            ):
+                queued += 1
+    sessions = await queries.sessions_to_reevaluate(
+        pool,
+        now=now,
+        idle_s=rules.IDLE_FOR.total_seconds(),
+        quiet_s=QUIET_AFTER_S,
+        limit=SWEEP_BATCH,
+    )
+    for session_id in sessions:
+        async with pool.acquire() as conn, conn.transaction():
+            await alerts.session_changed(conn, session_id=session_id, now=now)
+    return {"reservations": queued, "sessions": len(sessions)}
+
+
+# --- Waking the relay at once ---------------------------------------------------------------
+
+
+class RelayWaker:
+    """LISTEN `vw_sms` (a trigger on new messages and operator alerts): the outbox relay
+    runs right after the commit that queued them, not at its next 5-second sweep; bursts
+    of notifications collapse into one run at a time."""
+
+    def __init__(self, ctx: dict[str, Any]) -> None:
+        self.ctx = ctx
+        self.wanted = asyncio.Event()
+        settings: Settings = ctx["settings"]
+        self.listener = Listener(settings.database_url, "vw_sms", self._heard, self._heard_all)
+        self.task: asyncio.Task[None] | None = None
+
+    def _heard(self, _payload: str) -> None:
+        self.wanted.set()
+
+    def _heard_all(self) -> None:
+        self.wanted.set()
+
+    def start(self) -> None:
+        self.listener.start()
+        self.task = asyncio.create_task(self._run(), name="sms-relay-waker")
+
+    async def _run(self) -> None:
+        while True:
+            await self.wanted.wait()
+            self.wanted.clear()
+            try:
+                await relay_outbox(self.ctx)
+            except Exception as exc:  # Redis or PostgreSQL away: the cron sweep covers it
+                log.warning("relay after NOTIFY failed: %r", exc)
+                await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        await self.listener.stop()
+
+
+async def start_listener(ctx: dict[str, Any]) -> None:
+    waker = RelayWaker(ctx)
+    waker.start()
+    ctx["sms_relay_waker"] = waker
+
+
+async def stop_listener(ctx: dict[str, Any]) -> None:
+    waker = ctx.pop("sms_relay_waker", None)
+    if waker is not None:
+        await waker.stop()
+    await operator.close_http(ctx)
+
+
+# arq counts every Retry as a try: pacing deferrals and lease waits must not exhaust it.
+send_sms_job = func(send_sms, name=SEND_SMS_JOB, max_tries=SEND_MAX_TRIES)
+
+
+def resilient_redis(dsn: str) -> RedisSettings:
+    """arq's Redis settings for a worker that rides out a Redis outage: every command is
+    retried with back-off (0.1 s doubling to 2 s, about two minutes in all) instead of the
+    worker exiting on the first ConnectionError; the outbox in PostgreSQL keeps what was
+    queued meanwhile and the relay hands it over once Redis is back."""
+    settings = RedisSettings.from_dsn(dsn)
+    settings.retry = RedisRetry(ExponentialBackoff(cap=2.0, base=0.1), retries=70)
+    settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
+    settings.conn_retries = 120
+    return settings

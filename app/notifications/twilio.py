@@ -23,11 +23,16 @@ import base64
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
 import msgspec
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import (
+    TwilioException,
+    TwilioRestException,
+    TwilioServiceException,
+)
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
@@ -201,6 +206,27 @@ class TwilioSms:
             )
         assert last is not None
         raise last
+
+    async def find_sent(self, to: str, body: str, *, since: datetime) -> SentSms | None:
+        """A message to `to` with this body created at or after `since`, if Twilio has one:
+        after a worker died mid-send, this tells a send that reached Twilio from one that
+        did not (so the retry does not text the driver twice). None when there is none or
+        Twilio cannot say (then the caller sends, accepting a rare duplicate)."""
+        kwargs: dict[str, Any] = {"to": to, "page_size": 50}
+        if not self.from_.startswith("MG"):
+            kwargs["from_"] = self.from_
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                page = await self._twilio().messages.page_async(**kwargs)
+        except (TwilioException, TimeoutError, aiohttp.ClientError, OSError) as exc:
+            log.warning("could not list messages at Twilio: %s", type(exc).__name__)
+            return None
+        floor = since - timedelta(seconds=5)  # Twilio's dates have whole seconds
+        for message in page:
+            created = message.date_created
+            if message.body == body and (created is None or created >= floor):
+                return SentSms(sid=str(message.sid), status=str(message.status or "queued"))
+        return None
 
     async def aclose(self) -> None:
         if self._http is not None:

@@ -27,9 +27,9 @@ CREATE TABLE notifications (
     created_at       timestamptz NOT NULL
 );
 CREATE UNIQUE INDEX notifications_once_per_session
-    ON notifications (kind, session_id) WHERE session_id IS NOT NULL;
+    ON notifications (session_id, kind) WHERE session_id IS NOT NULL;
 CREATE UNIQUE INDEX notifications_once_per_reservation
-    ON notifications (kind, reservation_id) WHERE reservation_id IS NOT NULL;
+    ON notifications (reservation_id, kind) WHERE reservation_id IS NOT NULL;
 CREATE INDEX notifications_driver ON notifications (driver_id, created_at DESC, notification_id DESC);
 
 -- The message that carries a notification; `suppressed` when the driver opted out between

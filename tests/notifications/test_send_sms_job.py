@@ -136,7 +136,11 @@ async def test_gives_up_after_the_last_try(
 ) -> None:
     twilio.fail_next(10, status=500)
     q = await queue(db, secret=False)
-    job_ctx["job_try"] = MAX_TRIES
+    await db.execute(
+        "UPDATE sms_messages SET transient_failures = $2 WHERE message_id = $1",
+        uuid.UUID(q.message_id),
+        MAX_TRIES - 1,
+    )
     assert await send_sms(job_ctx, q.outbox_id, q.message_id) == "gave_up"
     row = await message(db, q)
     assert row["status"] == "failed"

@@ -6,6 +6,7 @@ Follows Twilio's documented wire format (INTEGRATIONS.md §4; the official OpenA
 - `POST /2010-04-01/Accounts/{AccountSid}/Messages.json`, form-encoded, HTTP Basic auth
   `AccountSid:AuthToken` → **201** with a Message resource (`sid` = `SM` + 32 hex,
   `status: queued`, RFC 2822 dates);
+- `GET` of the same path (`To`, `From`, `PageSize`) → the accepted messages, newest first;
 - errors as Twilio sends them: `{code, message, more_info, status}`: 20003 (authentication),
   21604 (`To` missing), 21603 (`From`/`MessagingServiceSid` missing), 21602 (`Body` missing),
   21211 (invalid `To`), 21610 (recipient unsubscribed, i.e. replied STOP), 20429 (429).
@@ -127,7 +128,13 @@ class TwilioStandIn:
         self.requests.append(recorded)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        status, payload = self._handle(scope["method"], scope["path"], headers, form)
+        query = {
+            k: v[-1]
+            for k, v in parse_qs(
+                scope.get("query_string", b"").decode(), keep_blank_values=True
+            ).items()
+        }
+        status, payload = self._handle(scope["method"], scope["path"], headers, form, query)
         recorded.status = status
         raw = msgspec.json.encode(payload)
         await send(
@@ -143,13 +150,20 @@ class TwilioStandIn:
         await send({"type": "http.response.body", "body": raw})
 
     def _handle(
-        self, method: str, path: str, headers: dict[str, str], form: dict[str, str]
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        form: dict[str, str],
+        query: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, Any]]:
         match = _PATH.match(path)
-        if match is None or method != "POST":
+        if match is None or method not in ("POST", "GET"):
             return _error(20404)
         if not self._authorised(headers.get("authorization", ""), match.group("sid")):
             return _error(20003)
+        if method == "GET":
+            return 200, self._list(match.group("sid"), query)
         if self._faults:
             fault = self._faults.popleft()
             return fault.status, _error_body(fault.code, fault.status)
@@ -165,6 +179,30 @@ class TwilioStandIn:
         if to in self.opted_out:
             return _error(21610)
         return 201, self._accept(match.group("sid"), form)
+
+    def _list(self, account_sid: str, query: dict[str, str] | None) -> dict[str, Any]:
+        """`GET …/Messages.json?To=&From=&PageSize=`: the accepted messages, newest first."""
+        q = query or {}
+        size = int(q.get("PageSize", "50") or 50)
+        found = [
+            {k: v for k, v in m.items() if k != "form"}
+            for m in reversed(self.messages)
+            if m["account_sid"] == account_sid
+            and ("To" not in q or m["to"] == q["To"])
+            and ("From" not in q or m["from"] == q["From"])
+        ][:size]
+        uri = f"/2010-04-01/Accounts/{account_sid}/Messages.json?PageSize={size}&Page=0"
+        return {
+            "messages": found,
+            "end": max(0, len(found) - 1),
+            "first_page_uri": uri,
+            "next_page_uri": None,
+            "page": 0,
+            "page_size": size,
+            "previous_page_uri": None,
+            "start": 0,
+            "uri": uri,
+        }
 
     def _authorised(self, header: str, path_sid: str) -> bool:
         scheme, _, value = header.partition(" ")
