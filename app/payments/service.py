@@ -982,15 +982,15 @@ async def handle_event(
     return WebhookAck(received=True)
 
 
-async def _fresh_intent(gateway: Gateway | None, obj: Mapping[str, Any]) -> IntentFacts:
-    facts = intent_facts(obj)
+async def _fresh_intent(gateway: Gateway | None, intent_id: str) -> IntentFacts | None:
+    """The PaymentIntent as Stripe has it now, or None when it cannot say."""
     if gateway is None:
-        return facts
+        return None
     try:
-        return await _retrieve(gateway, facts.id)
+        return await _retrieve(gateway, intent_id)
     except (StripeUnavailable, stripe.StripeError) as exc:
-        log.info("could not re-read %s (%r); applying the event's copy", facts.id, exc)
-        return facts
+        log.info("could not re-read %s (%r); the event's copy stands", intent_id, exc)
+        return None
 
 
 async def _on_payment_intent(
@@ -999,8 +999,14 @@ async def _on_payment_intent(
     ours = await q.payment(db, payment_intent_id=str(obj.get("id")))
     if ours is None:
         return  # not one of ours (or not recorded yet: reconciliation has the row later)
-    facts = await _fresh_intent(gateway, obj)
+    # The event's copy is a fact as of its time, the re-read one as of now: both only
+    # move the row forward, so applying both (in either order) is safe.
+    facts = intent_facts(obj)
     row = await _apply_facts(db, facts, now)
+    fresh = await _fresh_intent(gateway, facts.id)
+    if fresh is not None:
+        facts = fresh
+        row = await _apply_facts(db, facts, now) or row
     if row is None:
         return
     if row.kind == "extra" and facts.status == "requires_payment_method":
@@ -1029,11 +1035,23 @@ async def _on_charge_refunded(
             charge = charge_facts(await gateway.call(gateway.v1.charges.retrieve_async(charge.id)))
         except (StripeUnavailable, stripe.StripeError) as exc:
             log.info("could not re-read %s (%r); applying the event's copy", charge.id, exc)
-    # A partial capture releases the rest; localstripe books that release as a refund.
-    captured = (
-        charge.amount_captured if charge.amount_captured is not None else (ours.captured_minor)
-    )
-    refunded = charge.amount_refunded - (charge.amount - captured)
+    if charge.captured and charge.amount_captured is not None:
+        # A refunded charge was captured: that is a fact about the PaymentIntent too (and
+        # the refund may arrive before `payment_intent.succeeded`).
+        await q.apply_intent(
+            db,
+            payment_intent_id=ours.payment_intent_id,
+            status="succeeded",
+            captured_minor=charge.amount_captured,
+            failure_code=None,
+            failure_message=None,
+            latest_charge_id=charge.id,
+            now=now,
+        )
+        refunded = charge.amount_refunded
+    else:  # localstripe: no amount_captured, and a partial capture's rest booked as a refund
+        ours = await q.payment(db, payment_intent_id=ours.payment_intent_id) or ours
+        refunded = charge.amount_refunded - (charge.amount - ours.captured_minor)
     await q.set_refunded(
         db, payment_intent_id=ours.payment_intent_id, refunded_minor=refunded, now=now
     )

@@ -25,6 +25,8 @@ import stripe
 from app.core.settings import Settings
 
 log = logging.getLogger("app.payments.stripe")
+# The library logs a line per request and per answer at INFO: keep them for DEBUG only.
+logging.getLogger("stripe").setLevel(logging.WARNING)
 T = TypeVar("T")
 
 # Errors worth another try later (the library already retried `max_network_retries` times).

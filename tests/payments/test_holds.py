@@ -15,6 +15,7 @@ from litestar.testing import AsyncTestClient
 from app.core.clock import Clock
 from app.core.settings import Settings
 from app.payments import service
+from app.payments.schemas import Hold
 from app.payments.stripe_client import Gateway
 from app.payments.tasks import capture_payment, charge_extra_payment
 from tests.factories import make_driver
@@ -37,7 +38,7 @@ async def run_jobs(ctx: dict[str, Any], job: str) -> list[str]:
 
 async def hold_for(
     pool: asyncpg.Pool, gateway: Gateway, driver: dict[str, Any], amount: int = 5000
-) -> tuple[uuid.UUID, service.Hold]:
+) -> tuple[uuid.UUID, Hold]:
     session_id = uuid.uuid4()
     hold = await service.place_hold(
         pool,
