@@ -41,6 +41,7 @@ from app.payments import routes as payment_routes
 from app.pricing import routes as pricing_routes
 from app.reservations import routes as reservation_routes
 
+from app.sessions import routes as session_routes
 ROUTES: list[Any] = [
     *health_routes.ROUTES,
     *admin_routes.ROUTES,
@@ -56,6 +57,7 @@ ROUTES: list[Any] = [
     *payment_routes.ROUTES,
 ]
 # Domain lifespans run after the core one (pool, Redis) has started.
+    *session_routes.ROUTES,
 LIFESPANS: list[Any] = [
     connectivity_routes.lifespan,
     charger_routes.lifespan,
@@ -64,6 +66,7 @@ LIFESPANS: list[Any] = [
     payment_routes.lifespan,
     gc_policy.lifespan,  # last: freezes what start-up loaded
 ]
+    session_routes.lifespan,  # after payments and chargers (uses both)
 
 # Outermost first: request id + metrics around everything, then Idempotency-Key replays.
 MIDDLEWARE: list[Any] = [

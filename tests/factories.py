@@ -210,3 +210,35 @@ async def make_driver(
         "family_id": str(family_id),
         "access_token": issue_driver_token(settings, principal, at),
     }
+
+
+async def make_held_session(
+    db: asyncpg.Connection,
+    *,
+    driver_id: str,
+    charge_point_id: str,
+    connector_no: int = 1,
+    preauth_minor: int = 5000,
+) -> dict[str, Any]:
+    """A STARTING session of this driver on this charger whose hold is in place (what
+    `POST /v1/sessions` leaves before the charger starts), straight in the database and
+    without a tariff or a PaymentIntent: for OCPP tests that need a driver the charger may
+    accept (a start at the charger is accepted only with a hold). Nothing is billed."""
+    row = await db.fetchrow(
+        """INSERT INTO charging_sessions (origin, charger_id, connector_id, connector_no,
+                                          id_tag, id_tag_status, driver_id, status,
+                                          meter_start_wh, started_at, preauth_minor, holds)
+           SELECT 'app', c.charger_id, k.connector_id, $3, d.id_tag, 'Accepted',
+                  d.driver_id, 'STARTING', 0, now(), $4, 1
+             FROM chargers c
+             JOIN drivers d ON d.driver_id = $1::uuid
+             LEFT JOIN connectors k ON k.charger_id = c.charger_id AND k.connector_no = $3
+            WHERE c.charge_point_id = $2
+        RETURNING session_id, transaction_id, id_tag""",
+        driver_id,
+        charge_point_id,
+        connector_no,
+        preauth_minor,
+    )
+    assert row is not None, f"no charger {charge_point_id}"
+    return dict(row)

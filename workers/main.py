@@ -59,6 +59,7 @@ FUNCTIONS: list[Any] = [
     *reservation_tasks.FUNCTIONS,
     payment_tasks.capture_payment,
     payment_tasks.charge_extra_payment,
+    session_tasks.session_hold_low,
 ]
 CRON_JOBS: list[Any] = [
     cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True, unique=True),

@@ -206,7 +206,7 @@ class CentralSystemCharger(ChargePoint):  # type: ignore[misc]
 
     @_on("Authorize")
     async def on_authorize(self, id_tag: str, **_: Any) -> Any:
-        status = await service.authorize(self.pool, id_tag)
+        status = await service.authorize(self.pool, self.charger, id_tag)
         return call_result.Authorize(id_tag_info={"status": status})
 
     @_on("StartTransaction")

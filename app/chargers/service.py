@@ -14,7 +14,8 @@ import asyncpg
 from app.connectivity import service as connectivity
 from app.core.sql import Q
 from app.fleet.service import verify_ocpp_password
-from app.reservations import service as reservations
+from app.sessions import service as sessions
+from app.sessions import state as session_state
 
 log = logging.getLogger("app.chargers")
 
@@ -30,13 +31,8 @@ CONNECTOR_STATUS: Final[dict[str, str]] = {
     "Unavailable": "UNAVAILABLE",
     "Faulted": "FAULTED",
 }
-# The open session on a connector follows these OCPP statuses.
-SESSION_STATUS: Final[dict[str, str]] = {
-    "Charging": "CHARGING",
-    "SuspendedEV": "SUSPENDED",
-    "SuspendedEVSE": "SUSPENDED",
-    "Finishing": "FINISHING",
-}
+# The running session on a connector follows these OCPP statuses (app/sessions/state.py).
+SESSION_STATUS: Final[dict[str, str]] = session_state.BY_OCPP_STATUS
 # The link's signals (socket, boot ICCID, last seen) are recorded here; the state is
 # decided by app.connectivity.service.settle from every stored signal.
 SOURCE: Final = "ocpp"
@@ -167,17 +163,30 @@ async def status(
         )
         session_status = SESSION_STATUS.get(ocpp_status)
         if session_status is not None:
-            await conn.execute(
+            changed = await conn.fetch(
                 Q("chargers.set_open_session_status"),
                 charger.charger_id,
                 connector_no,
                 session_status,
+                session_state.is_idle(ocpp_status),
+                at,
+                list(session_state.LIVE),
             )
+            paid = [r["session_id"] for r in changed if r["paid"]]
+            if paid:
+                await sessions.live_changed(conn, paid, datetime.now(UTC), meter=False)
 
 
-async def authorize(pool: asyncpg.Pool, id_tag: str) -> str:
+async def authorize(pool: asyncpg.Pool, charger: ChargerIdentity, id_tag: str) -> str:
+    """Authorize: a driver's app idTag is accepted only with a hold in place (their
+    STARTING session here, or one placed now while the charger waits —
+    `app.sessions.service.authorize_at_charger`); unknown tags are `Invalid`."""
     driver = await pool.fetchval(Q("chargers.driver_by_id_tag"), id_tag)
-    return "Accepted" if driver is not None else "Invalid"
+    if driver is None:
+        return "Invalid"
+    return await sessions.authorize_at_charger(
+        pool, charger_id=charger.charger_id, driver_id=driver
+    )
 
 
 async def start_transaction(
@@ -190,13 +199,51 @@ async def start_transaction(
     started_at: datetime,
     reservation_id: int | None,
 ) -> tuple[int, str]:
-    """Open a session; returns (transactionId, idTagInfo.status)."""
-    async with pool.acquire() as conn, conn.transaction():
+    """Open a session; returns (transactionId, idTagInfo.status).
+
+    The driver's held STARTING session on this charger (from the app, or from Authorize)
+    becomes CHARGING; without one a hold is placed now (a start at the charger that
+    skipped Authorize). Anything else is recorded as a FAILED session with the status the
+    charger gets (`Invalid`, `Blocked`, `ConcurrentTx`) and must stop on. A repeated
+    StartTransaction gets the same transactionId back."""
+    async with pool.acquire() as conn:
+        again = await conn.fetchrow(
+            Q("chargers.session_by_start"), charger.charger_id, connector_no, started_at
+        )
+        if again is not None:
+            return int(again["transaction_id"]), str(again["id_tag_status"])
         driver_id = await conn.fetchval(Q("chargers.driver_by_id_tag"), id_tag)
         connector_id = await conn.fetchval(
             Q("chargers.connector_of_charger"), charger.charger_id, connector_no
         )
-        tag_status = "Accepted" if driver_id is not None and connector_id is not None else "Invalid"
+        tag_status = "Invalid"
+        if driver_id is not None and connector_id is not None:
+            for attempt in range(2):
+                async with conn.transaction():
+                    tx = await sessions.begin_transaction(
+                        conn,
+                        charger_id=charger.charger_id,
+                        driver_id=driver_id,
+                        connector_id=connector_id,
+                        connector_no=connector_no,
+                        id_tag=id_tag,
+                        meter_start_wh=meter_start,
+                        started_at=started_at,
+                        reservation_id=reservation_id,
+                        now=datetime.now(UTC),
+                    )
+                if tx is not None:
+                    return tx, "Accepted"
+                if attempt:
+                    break
+                tag_status = await sessions.hold_at_charger(
+                    pool,
+                    charger_id=charger.charger_id,
+                    driver_id=driver_id,
+                    connector=(connector_id, connector_no),
+                )
+                if tag_status != "Accepted":
+                    break
         row = await conn.fetchrow(
             Q("chargers.start_session"),
             charger.charger_id,
@@ -206,20 +253,11 @@ async def start_transaction(
             tag_status,
             driver_id,
             reservation_id,
-            "CHARGING" if tag_status == "Accepted" else "FAILED",
+            "FAILED",
             meter_start,
             started_at,
         )
         assert row is not None
-        if tag_status == "Accepted":  # a reservation of this driver here becomes ACTIVE
-            await reservations.on_transaction_started(
-                conn,
-                charger_id=charger.charger_id,
-                connector_no=connector_no,
-                reservation_id=reservation_id,
-                id_tag=id_tag,
-                now=started_at,
-            )
         return int(row["transaction_id"]), str(row["id_tag_status"])
 
 
@@ -233,8 +271,10 @@ async def stop_transaction(
     reason: str | None,
     transaction_data: list[dict[str, Any]] | None,
 ) -> str | None:
-    """Close the session once; a repeat or an unknown id changes nothing. Returns the
-    session's idTag status (None when the transaction is not this charger's)."""
+    """Close the session once and bill it once (`app.sessions.service.
+    transaction_stopped`: the bill's primary key makes a repeat, or a late one after a
+    reconnect, a no-op); an unknown id changes nothing. Returns the session's idTag
+    status (None when the transaction is not this charger's)."""
     async with pool.acquire() as conn, conn.transaction():
         session = await conn.fetchrow(
             Q("chargers.session_of_charger"), charger.charger_id, transaction_id
@@ -247,7 +287,7 @@ async def stop_transaction(
             )
             return None
         if session["ended_at"] is not None:
-            return str(session["id_tag_status"])  # already billed once
+            return str(session["id_tag_status"])  # already closed (and billed) once
         if transaction_data:
             await _store_samples(
                 conn, charger, session["connector_no"], transaction_id, transaction_data
@@ -259,6 +299,9 @@ async def stop_transaction(
             meter_stop,
             stopped_at,
             reason or "Local",
+        )
+        await sessions.transaction_stopped(
+            conn, session_id=session["session_id"], now=datetime.now(UTC)
         )
         return str(session["id_tag_status"])
 

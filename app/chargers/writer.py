@@ -31,6 +31,8 @@ from prometheus_client import Histogram
 from app.chargers import service
 from app.chargers.service import CONNECTOR_STATUS, SESSION_STATUS, ChargerIdentity, Samples
 from app.core.sql import Q
+from app.sessions import service as session_service
+from app.sessions import state as session_state
 
 log = logging.getLogger("app.chargers")
 
@@ -58,6 +60,7 @@ class _StatusItem:
     session_status: str | None
     at: datetime
     future: asyncio.Future[None] = field(repr=False)
+    idle: bool = False  # the car stopped drawing power (parking runs, app.sessions.state)
 
 
 @dataclass(slots=True)
@@ -210,6 +213,7 @@ class OcppWriter:
                 SESSION_STATUS.get(ocpp_status),
                 at,
                 future,
+                session_state.is_idle(ocpp_status),
             )
         )
 
@@ -254,12 +258,18 @@ class OcppWriter:
                 [latest[k].at for k in keys],
             )
             if sessions:
-                await conn.execute(
+                changed = await conn.fetch(
                     Q("chargers.set_open_session_statuses_many"),
                     [k[0] for k in sessions],
                     [k[1] for k in sessions],
                     [latest[k].session_status for k in sessions],
+                    [latest[k].idle for k in sessions],
+                    [latest[k].at for k in sessions],
+                    list(session_state.LIVE),
                 )
+                paid = sorted(r["session_id"] for r in changed if r["paid"])
+                if paid:  # alert rules of the sessions someone pays for
+                    await session_service.live_changed(conn, paid, datetime.now(UTC), meter=False)
 
     async def _flush_meters(self, batch: Sequence[_MeterItem]) -> None:
         transaction_ids = sorted({i.transaction_id for i in batch if i.transaction_id is not None})
@@ -323,7 +333,7 @@ class OcppWriter:
             )
             if live:
                 order = sorted(live)
-                await conn.execute(
+                changed = await conn.fetch(
                     Q("chargers.update_sessions_live_many"),
                     [live[t][0] for t in order],
                     order,
@@ -332,3 +342,6 @@ class OcppWriter:
                     [live[t][3] for t in order],
                     [live[t][4] for t in order],
                 )
+                paid = sorted(r["session_id"] for r in changed if r["paid"])
+                if paid:  # alert rules and the hold check of paid sessions
+                    await session_service.live_changed(conn, paid, datetime.now(UTC), meter=True)

@@ -48,10 +48,15 @@ UPDATE connectors SET status = $2, status_at = $3, updated_at = now()
  WHERE charger_id = $1 AND status IS DISTINCT FROM $2;
 
 -- name: set_open_session_status
--- The open session on a connector follows the connector's OCPP status.
-UPDATE charging_sessions SET status = $3, updated_at = now()
- WHERE charger_id = $1 AND connector_no = $2 AND ended_at IS NULL AND status <> $3
-   AND status <> 'FAILED';
+-- The running session on a connector follows its OCPP status ($4: the car stopped drawing power, parking runs from $5); only sessions in $6 (app.sessions.state.LIVE) move.
+UPDATE charging_sessions
+   SET status = $3,
+       charging_ended_at = CASE WHEN $4::boolean THEN COALESCE(charging_ended_at, $5) END,
+       updated_at = now()
+ WHERE charger_id = $1 AND connector_no = $2 AND ended_at IS NULL
+   AND status = ANY($6::text[])
+   AND (status <> $3 OR (charging_ended_at IS NULL) = $4::boolean)
+RETURNING session_id, preauth_minor IS NOT NULL AS paid, status;
 
 -- name: driver_by_id_tag
 -- The driver an OCPP idTag belongs to (case-insensitive).
@@ -81,9 +86,15 @@ UPDATE charging_sessions
 RETURNING transaction_id, id_tag_status;
 
 -- name: session_of_charger
--- A session of this charger by transaction id.
-SELECT transaction_id, connector_no, meter_start_wh, ended_at, id_tag_status
-  FROM charging_sessions WHERE charger_id = $1 AND transaction_id = $2;
+-- A session of this charger by transaction id, locked (StopTransaction closes it once).
+SELECT session_id, transaction_id, connector_no, meter_start_wh, ended_at, id_tag_status
+  FROM charging_sessions WHERE charger_id = $1 AND transaction_id = $2
+   FOR UPDATE;
+
+-- name: session_by_start
+-- The session a StartTransaction opened already (the same message again, its answer lost).
+SELECT transaction_id, id_tag_status FROM charging_sessions
+ WHERE charger_id = $1 AND connector_no = $2 AND started_at = $3 AND status <> 'STARTING';
 
 -- name: insert_samples
 -- Meter samples of one MeterValues/StopTransaction message.
@@ -117,11 +128,17 @@ UPDATE connectors k SET status = u.status, status_at = u.at, updated_at = now()
    AND k.status IS DISTINCT FROM u.status;
 
 -- name: set_open_session_statuses_many
--- Batched: the open session on each connector follows its OCPP status.
-UPDATE charging_sessions s SET status = u.status, updated_at = now()
-  FROM unnest($1::uuid[], $2::integer[], $3::text[]) AS u (charger_id, connector_no, status)
+-- Batched: the running session on each connector follows its OCPP status (idle: parking runs from `at`); only sessions in $6 (app.sessions.state.LIVE) move.
+UPDATE charging_sessions s
+   SET status = u.status,
+       charging_ended_at = CASE WHEN u.idle THEN COALESCE(s.charging_ended_at, u.at) END,
+       updated_at = now()
+  FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::boolean[], $5::timestamptz[])
+       AS u (charger_id, connector_no, status, idle, at)
  WHERE s.charger_id = u.charger_id AND s.connector_no = u.connector_no
-   AND s.ended_at IS NULL AND s.status <> u.status AND s.status <> 'FAILED';
+   AND s.ended_at IS NULL AND s.status = ANY($6::text[])
+   AND (s.status <> u.status OR (s.charging_ended_at IS NULL) = u.idle)
+RETURNING s.session_id, s.preauth_minor IS NOT NULL AS paid;
 
 -- name: session_chargers
 -- Which charger each of these transactions belongs to.
@@ -146,4 +163,5 @@ UPDATE charging_sessions s
   FROM unnest($1::uuid[], $2::integer[], $3::bigint[], $4::integer[], $5::float8[],
               $6::timestamptz[]) AS u (charger_id, transaction_id, energy, power, soc, at)
  WHERE s.charger_id = u.charger_id AND s.transaction_id = u.transaction_id
-   AND s.ended_at IS NULL AND (s.last_meter_at IS NULL OR s.last_meter_at <= u.at);
+   AND s.ended_at IS NULL AND (s.last_meter_at IS NULL OR s.last_meter_at <= u.at)
+RETURNING s.session_id, s.preauth_minor IS NOT NULL AS paid;

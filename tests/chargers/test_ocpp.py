@@ -16,7 +16,7 @@ from websockets.typing import Subprotocol
 from app.core.settings import Settings
 from app.sim import SimCharger, connect
 from tests.chargers.conftest import PASSWORD, Server, fast_sim, onboard
-from tests.factories import eventually, make_driver
+from tests.factories import eventually, make_driver, make_held_session
 
 NEAR = {"lat": 52.52, "lon": 13.405, "radius_m": 5000}
 
@@ -235,6 +235,9 @@ async def test_full_transaction_with_meter_values_gives_session_energy(
         server.ocpp_url, "CP-T1", PASSWORD, connectors=[1, 2], options=fast_sim()
     ) as sim:
         await sim.wait_online(10)
+        # A driver's tag is accepted only with a hold in place (app/sessions): here the
+        # app started the session and its hold is in place; the charger asks.
+        await make_held_session(db, driver_id=driver["driver_id"], charge_point_id="CP-T1")
         assert (await sim.authorize(id_tag))["status"] == "Accepted"
         assert (await sim.authorize("NOBODY123"))["status"] == "Invalid"
         tx = await sim.start_transaction(1, id_tag, charge=False)

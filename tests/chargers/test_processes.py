@@ -17,7 +17,15 @@ from app.core.auth import Role
 from app.core.settings import Settings
 from app.sim import SimCharger, connect
 from tests.chargers.conftest import PASSWORD, fast_sim
-from tests.factories import charger, eventually, import_fleet, make_driver, site, staff_token
+from tests.factories import (
+    charger,
+    eventually,
+    import_fleet,
+    make_driver,
+    make_held_session,
+    site,
+    staff_token,
+)
 from tests.servers import granian_app
 
 
@@ -77,6 +85,8 @@ async def test_remote_start_and_stop_from_another_os_process(
     id_tag = await db.fetchval(
         "SELECT id_tag FROM drivers WHERE driver_id = $1::uuid", driver["driver_id"]
     )
+    # The app's start left a STARTING session with its hold in place (app/sessions).
+    await make_held_session(db, driver_id=driver["driver_id"], charge_point_id="CP-X1")
     result = await commands.remote_start("CP-X1", id_tag=id_tag, connector_id=2, timeout_s=5)
     assert result == RemoteStartResult(status="Accepted")
     assert ("RemoteStartTransaction", {"id_tag": id_tag, "connector_id": 2}) in sim.calls_received

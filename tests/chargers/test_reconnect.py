@@ -14,7 +14,7 @@ from websockets.typing import Subprotocol
 from app.core.settings import Settings
 from app.sim import SimCharger
 from tests.chargers.conftest import PASSWORD, Server, fast_sim, onboard
-from tests.factories import make_driver
+from tests.factories import make_driver, make_held_session
 
 
 async def _session(db: asyncpg.Connection, transaction_id: int) -> asyncpg.Record:
@@ -49,6 +49,7 @@ async def test_queued_messages_after_a_reconnect_close_the_session_once(
         server.ocpp_url, "CP-T1", PASSWORD, connectors=[1, 2], options=options
     ) as sim:
         await sim.wait_online(10)
+        await make_held_session(db, driver_id=driver["driver_id"], charge_point_id="CP-T1")
         tx = await sim.start_transaction(1, id_tag, charge=False)
         start = tx.meter_start_wh
         assert start == 100_000
