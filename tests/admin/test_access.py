@@ -77,6 +77,18 @@ ROUTES += [
     ("GET", "/admin/v1/analytics/usage", "/admin/v1/analytics/usage", READ, None),
     ("GET", "/admin/v1/tariff-assignments", "/admin/v1/tariff-assignments", READ, None),
 ]
+ROUTES += [
+    (
+        "POST",
+        "/admin/v1/alerts/999999/acknowledge",
+        "/admin/v1/alerts/{alert_id:int}/acknowledge",
+        FLEET_WRITE,
+        None,
+    ),
+]
+# Sessions with their payment state: operators, admins and viewers (API.md), not pricing.
+SESSION_READ = {Role.ADMIN, Role.OPERATOR, Role.VIEWER}
+ROUTES += [("GET", "/admin/v1/sessions", "/admin/v1/sessions", SESSION_READ, None)]
 PUBLIC = {("POST", "/admin/v1/auth/login")}
 
 
