@@ -29,8 +29,10 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
+from app.discovery.columns import CONNECTOR_TYPES, EMPTY_I, STATUSES, Hits, Query
+
 if TYPE_CHECKING:
-    from app.discovery.index import FleetIndex, Hits, Query
+    from app.discovery.index import FleetIndex
 
 log = logging.getLogger("app.discovery")
 
@@ -101,8 +103,6 @@ class BoundKernel:
     buffers."""
 
     def __init__(self, kernel: Kernel, ix: FleetIndex, cell_deg: float, nx: int) -> None:
-        from app.discovery.index import CONNECTOR_TYPES, STATUSES
-
         self.kernel = kernel
         ffi = kernel.ffi
         self.keep: list[Any] = []  # everything the struct points into
@@ -169,8 +169,6 @@ class BoundKernel:
         qs.available_only = 1 if q.available_only else 0
 
     def search(self, q: Query) -> Hits:
-        from app.discovery.index import EMPTY_I, Hits
-
         self._set(q)
         n = self.kernel.search(self.struct_p, self.query_p, *self.out_p)
         if n < 0:

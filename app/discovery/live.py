@@ -28,15 +28,16 @@ from numpy.typing import NDArray
 
 from app.core.listen import Listener
 from app.core.sql import Q
-from app.discovery.index import (
+from app.discovery import updates
+from app.discovery.columns import (
     CONNECTOR_TYPES,
     STATUSES,
     VISIBLE_STATES,
     ChargerCols,
     ConnectorCols,
-    FleetIndex,
     SiteRow,
 )
+from app.discovery.index import FleetIndex
 
 CHANNEL = "vw_discovery"
 log = logging.getLogger("app.discovery")
@@ -194,9 +195,9 @@ class LiveIndex:
         if not seq.isdigit():
             return
         if kind == "s":
-            ok = self.index.set_connector_status(int(seq), value)
+            ok = updates.set_connector_status(self.index, int(seq), value)
         elif kind == "h":
-            ok = self.index.set_charger_state(int(seq), value)
+            ok = updates.set_charger_state(self.index, int(seq), value)
         else:
             return
         self.deltas_applied += 1

@@ -1,5 +1,5 @@
 """Discovery payloads. Responses are rendered from pre-built JSON fragments by
-`FleetIndex.render_site` for speed; these Structs are the contract they must match
+`render.site_detail` for speed; these Structs are the contract they must match
 (OpenAPI is generated from them and the tests decode every response with them)."""
 
 from __future__ import annotations

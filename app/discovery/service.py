@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from app.core.errors import DomainError, FieldError, NotFound, ServiceUnavailable, ValidationFailed
-from app.discovery.index import TYPE_CODE, FleetIndex, Query
+from app.discovery import render, search
+from app.discovery.columns import TYPE_CODE, Query
+from app.discovery.index import FleetIndex
 from app.discovery.prices import price_tails
 
 if TYPE_CHECKING:
@@ -73,14 +75,14 @@ def site_detail(index: FleetIndex, site_id: str, prices: PriceBook | None = None
     site = index.site_by_uuid(key)
     if site is None:
         raise SiteNotFound()
-    connectors = index.live_connectors(site)
+    connectors = search.live_connectors(index, site)
     if len(connectors) == 0:
         raise SiteNotFound()
     tail = DETAIL_TAIL
     if prices is not None:
         price, timeline = prices.site_detail_json(key.bytes)
         tail = b',"price":' + price + b',"price_timeline":' + timeline + b"}"
-    return index.render_site(site, connectors, tail)
+    return render.site_detail(index, site, connectors, tail)
 
 
 class Geocoder:

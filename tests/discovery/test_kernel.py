@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 
 from app.core.settings import ROOT
-from app.discovery import kernel
-from app.discovery.index import (
+from app.discovery import kernel, render, search, updates
+from app.discovery.columns import (
     CONNECTOR_TYPES,
     STATUSES,
     ChargerRow,
     ConnectorRow,
-    FleetIndex,
     Query,
     SiteRow,
 )
+from app.discovery.index import FleetIndex
 
 MUST_EXIST = kernel.required() or bool(os.environ.get("CI"))
 
@@ -93,8 +93,10 @@ def random_query(rnd: random.Random) -> Query:
 def both(index: FleetIndex, q: Query, tails: list[bytes] | bytes) -> tuple[Any, Any]:
     fast = index.search(q)
     fast_json = index.render(fast, q, tails if isinstance(tails, bytes) else tails[: len(fast)])
-    ref = index.search_numpy(q)
-    ref_json = index.render_numpy(ref, tails if isinstance(tails, bytes) else tails[: len(ref)])
+    ref = search.nearest(index, q)
+    ref_json = render.nearby_sites(
+        index, ref, tails if isinstance(tails, bytes) else tails[: len(ref)]
+    )
     assert fast.sites.tolist() == ref.sites.tolist(), q
     assert np.allclose(fast.distance_m, ref.distance_m, rtol=0, atol=1e-6)
     assert fast.counts.tolist() == ref.counts.tolist()
@@ -119,11 +121,13 @@ def test_kernel_follows_deltas_and_per_site_tails() -> None:
     index = random_fleet(rnd, 2000)
     for _ in range(200):
         for _ in range(20):  # statuses and connectivity change between searches
-            index.set_connector_status(
-                rnd.randrange(1, index.connector_count + 1), rnd.choice(STATUSES)
+            updates.set_connector_status(
+                index, rnd.randrange(1, index.connector_count + 1), rnd.choice(STATUSES)
             )
-            index.set_charger_state(
-                rnd.randrange(1, len(index.charger_visible) + 1), rnd.choice(["online", "offline"])
+            updates.set_charger_state(
+                index,
+                rnd.randrange(1, len(index.charger_visible) + 1),
+                rnd.choice(["online", "offline"]),
             )
         tails = [b',"price":{"n":%d}}' % i for i in range(100)]
         fast, ref = both(index, random_query(rnd), tails)
