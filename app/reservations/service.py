@@ -64,7 +64,6 @@ RELEASE_JOB: Final = "release_reservation"
 SLOT_RETRY: Final = timedelta(seconds=30)
 
 
-
 class ReservationsConfig(msgspec.Struct, frozen=True, kw_only=True):
     """How long a charger has to answer ReserveNow / CancelReservation."""
 

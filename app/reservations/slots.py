@@ -5,8 +5,9 @@
   when given, else the time the driver's vehicle needs to go from 20 % to 80 % at
   min(connector power, vehicle power); with no vehicle on file, 60 minutes.
 
-Times are timezone-aware datetimes; durations are whole minutes (rounded up, so a slot is
-never shorter than the charge it is sized for).
+Times are timezone-aware datetimes in whole seconds (what the charger's expiryDate carries
+and the driver reads); durations are whole minutes (rounded up, so a slot is never shorter
+than the charge it is sized for).
 """
 
 from __future__ import annotations
@@ -107,7 +108,8 @@ def window(
         minutes = HOLD_DEFAULT_MIN if duration_min is None else duration_min
         if minutes > HOLD_MAX_MIN:
             raise SlotError("duration_min", f"a hold from now lasts at most {HOLD_MAX_MIN} minutes")
-        return Window(now, now + timedelta(minutes=minutes), hold=True)
+        start = whole_second(now)
+        return Window(start, start + timedelta(minutes=minutes), hold=True)
     if start_at.tzinfo is None:
         raise SlotError("start_at", "must carry a UTC offset")
     if start_at <= now:
@@ -120,7 +122,12 @@ def window(
         raise SlotError("duration_min", f"a slot lasts at most {SLOT_MAX_MIN} minutes")
     else:
         minutes = duration_min
-    return Window(start_at, start_at + timedelta(minutes=minutes), hold=False)
+    start = whole_second(start_at)
+    return Window(start, start + timedelta(minutes=minutes), hold=False)
+
+
+def whole_second(at: datetime) -> datetime:
+    return at.replace(microsecond=0)
 
 
 def overlaps(a_start: datetime, a_end: datetime, b_start: datetime, b_end: datetime) -> bool:

@@ -16,11 +16,11 @@ SELECT driver_id, id_tag, vehicle_battery_wh, vehicle_max_ac_w, vehicle_max_dc_w
 
 -- name: lock_driver
 -- Serialise one driver's reservation changes until the transaction ends (the caps cannot race).
-SELECT pg_advisory_xact_lock(30322, hashtext($1::text));
+SELECT pg_advisory_xact_lock(30322, hashtext($1::uuid::text));
 
 -- name: try_lock_connector
 -- Whether this transaction may put a hold on the connector now (false: another hold is being made).
-SELECT pg_try_advisory_xact_lock(30323, hashtext($1::text));
+SELECT pg_try_advisory_xact_lock(30323, hashtext($1::uuid::text));
 
 -- name: driver_load
 -- The driver's live reservations: how many hold a connector now, how many future slots have not begun.
