@@ -821,7 +821,7 @@ async def raise_alert(
 
 async def refund_session(
     db: Executor,
-    gateway: Gateway,
+    gateway: Gateway | None,
     *,
     session_id: uuid.UUID | str,
     amount_minor: int,
@@ -855,6 +855,8 @@ async def refund_session(
             captured_minor=captured,
             currency=rows[0].currency,
         )
+    if gateway is None:
+        raise PaymentsUnavailable("Stripe is not configured (STRIPE_SECRET_KEY)")
     if refunded + amount_minor > captured:
         raise RefundExceedsCaptured(
             f"captured {captured}, refunded {refunded}: at most {captured - refunded} more"

@@ -89,6 +89,16 @@ ROUTES += [
 # Sessions with their payment state: operators, admins and viewers (API.md), not pricing.
 SESSION_READ = {Role.ADMIN, Role.OPERATOR, Role.VIEWER}
 ROUTES += [("GET", "/admin/v1/sessions", "/admin/v1/sessions", SESSION_READ, None)]
+# Refunds: admins and operators (API.md "Admin: sessions and refunds").
+ROUTES += [
+    (
+        "POST",
+        f"/admin/v1/sessions/{NO_SUCH_ID}/refund",
+        "/admin/v1/sessions/{session_id:str}/refund",
+        FLEET_WRITE,
+        {"amount_minor": 100, "reason": "access check"},
+    ),
+]
 PUBLIC = {("POST", "/admin/v1/auth/login")}
 
 
