@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.admin import queries
 from app.core.auth import StaffPrincipal
 from app.core.db import Connection
-from app.core.sql import Q
 
 
 async def record(
@@ -22,15 +22,15 @@ async def record(
     request_id: str | None = None,
     actor_type: str | None = None,
 ) -> None:
-    await conn.execute(
-        Q("admin.insert_audit"),
-        actor_type or ("staff" if actor else "system"),
-        actor.staff_id if actor else None,
-        actor.email if actor else None,
-        action,
-        entity_type,
-        entity_id,
-        before,
-        after,
-        request_id,
+    await queries.insert_audit(
+        conn,
+        actor_type=actor_type or ("staff" if actor else "system"),
+        actor_id=actor.staff_id if actor else None,
+        actor_email=actor.email if actor else None,
+        action=action,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        before=before,
+        after=after,
+        request_id=request_id,
     )

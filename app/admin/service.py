@@ -14,14 +14,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from redis.asyncio import Redis
 
-from app.admin.schemas import AuditEntry, AuditPage, LoginRequest, LoginResponse
+from app.admin import queries
+from app.admin.schemas import AuditPage, LoginRequest, LoginResponse
 from app.core.auth import Role, StaffPrincipal, issue_staff_token
-from app.core.db import Connection, to_structs
+from app.core.db import Connection
 from app.core.errors import DomainError, RateLimited
 from app.core.pagination import CursorInt, CursorTime, decode_cursor, encode_cursor
 from app.core.redis import key
 from app.core.settings import Settings
-from app.core.sql import Q
 
 HASHER = PasswordHasher()
 # Verified against when the email is unknown, so both cases cost the same time.
@@ -83,34 +83,34 @@ async def login(
             "too many failed logins from this address", retry_after_s=settings.login_lockout_s
         )
 
-    row = await conn.fetchrow(Q("admin.staff_by_email"), body.email)
-    if row is None or row["disabled"]:
+    row = await queries.staff_by_email(conn, email=body.email)
+    if row is None or row.disabled:
         await _verify_password(_DUMMY_HASH, body.password)
         await _count_ip_failure(redis, settings, ip_key)
         raise InvalidCredentials()
-    if row["locked_until"] is not None and row["locked_until"] > now:
-        retry = int((row["locked_until"] - now).total_seconds()) + 1
+    if row.locked_until is not None and row.locked_until > now:
+        retry = int((row.locked_until - now).total_seconds()) + 1
         raise RateLimited("too many failed logins for this account", retry_after_s=retry)
 
-    password_ok = await _verify_password(row["password_hash"], body.password)
-    step = totp_step_matching(row["totp_secret"], body.totp_code, now)
+    password_ok = await _verify_password(row.password_hash, body.password)
+    step = totp_step_matching(row.totp_secret, body.totp_code, now)
     # A step at or before the last one used is a replay, refused like a wrong code.
-    if not password_ok or step is None or step <= row["totp_last_step"]:
-        await conn.fetchrow(
-            Q("admin.record_login_failure"),
-            row["staff_id"],
-            settings.login_max_failures,
-            float(settings.login_lockout_s),
+    if not password_ok or step is None or step <= row.totp_last_step:
+        await queries.record_login_failure(
+            conn,
+            staff_id=row.staff_id,
+            max_failures=settings.login_max_failures,
+            lockout_s=float(settings.login_lockout_s),
         )
         await _count_ip_failure(redis, settings, ip_key)
         raise InvalidCredentials()
-    if await conn.fetchval(Q("admin.record_login_success"), row["staff_id"], step) is None:
+    if not await queries.record_login_success(conn, staff_id=row.staff_id, step=step):
         raise InvalidCredentials()  # a concurrent login used this very code first
 
     principal = StaffPrincipal(
-        staff_id=str(row["staff_id"]),
-        email=row["email"],
-        roles=tuple(Role(r) for r in row["roles"]),
+        staff_id=str(row.staff_id),
+        email=row.email,
+        roles=tuple(Role(r) for r in row.roles),
     )
     return LoginResponse(
         access_token=issue_staff_token(settings, principal, now),
@@ -138,13 +138,13 @@ async def create_or_update_staff(
     pyotp.TOTP(secret).now()  # raises on a malformed base32 secret
     password_hash = await asyncio.to_thread(HASHER.hash, password)
     role_values = [r.value for r in roles]
-    staff_id = await conn.fetchval(
-        Q("admin.update_staff_credentials"), email, password_hash, role_values, secret
+    staff_id = await queries.update_staff_credentials(
+        conn, email=email, password_hash=password_hash, roles=role_values, totp_secret=secret
     )
     created = staff_id is None
-    if created:
-        staff_id = await conn.fetchval(
-            Q("admin.insert_staff"), email, password_hash, role_values, secret
+    if staff_id is None:
+        staff_id = await queries.insert_staff(
+            conn, email=email, password_hash=password_hash, roles=role_values, totp_secret=secret
         )
     return str(staff_id), secret, created
 
@@ -158,15 +158,15 @@ async def list_audit(
     entity_id: str | None,
 ) -> AuditPage:
     after = decode_cursor(cursor, tuple[CursorTime, CursorInt])
-    rows = await conn.fetch(
-        Q("admin.list_audit"),
-        after[0] if after else None,
-        after[1] if after else None,
-        entity_type,
-        entity_id,
-        limit + 1,
+    rows = await queries.list_audit(
+        conn,
+        after_at=after[0] if after else None,
+        after_id=after[1] if after else None,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        limit=limit + 1,
     )
-    items = to_structs(rows[:limit], AuditEntry)
+    items = rows[:limit]
     next_cursor = None
     if len(rows) > limit:
         last = items[-1]

@@ -17,10 +17,10 @@ from uuid import UUID
 
 from prometheus_client import Counter, Gauge
 
-from app.connectivity.schemas import Alert, AlertPage
-from app.core.db import Connection, to_structs
+from app.connectivity import queries
+from app.connectivity.schemas import AlertPage
+from app.core.db import Connection
 from app.core.pagination import CursorInt, decode_cursor, encode_cursor
-from app.core.sql import Q
 
 KINDS: Final = ("quarantine", "offline", "degraded", "flapping")
 
@@ -45,8 +45,14 @@ async def raise_alert(
     detail: dict[str, Any] | None = None,
 ) -> bool:
     """Raise an alert unless one with this key exists; True when it is new."""
-    alert_id = await conn.fetchval(
-        Q("connectivity.insert_alert"), charger_id, kind, reason, detail or {}, dedupe_key, at
+    alert_id = await queries.insert_alert(
+        conn,
+        charger_id=charger_id,
+        kind=kind,
+        reason=reason,
+        detail=detail or {},
+        dedupe_key=dedupe_key,
+        raised_at=at,
     )
     if alert_id is None:
         return False
@@ -56,14 +62,14 @@ async def raise_alert(
 
 async def raise_offline_alerts(conn: Connection, now: datetime, after_s: float) -> int:
     """One alert per outage longer than `after_s`; returns how many were raised now."""
-    rows = await conn.fetch(Q("connectivity.raise_offline_alerts"), now, after_s)
-    if rows:
-        ALERTS_RAISED.labels("offline").inc(len(rows))
-    return len(rows)
+    raised = await queries.raise_offline_alerts(conn, now=now, after_s=after_s)
+    if raised:
+        ALERTS_RAISED.labels("offline").inc(raised)
+    return raised
 
 
 async def refresh_open_gauge(conn: Connection) -> int:
-    count = int(await conn.fetchval(Q("connectivity.open_alerts")))
+    count = await queries.open_alerts(conn)
     ALERTS_OPEN.set(count)
     return count
 
@@ -72,11 +78,13 @@ async def list_alerts(
     conn: Connection, *, kind: str | None, open_only: bool, limit: int, cursor: str | None
 ) -> AlertPage:
     after = decode_cursor(cursor, tuple[CursorInt])
-    rows = await conn.fetch(
-        Q("connectivity.list_alerts"), kind, open_only, after[0] if after else None, limit + 1
+    rows = await queries.list_alerts(
+        conn,
+        kind=kind,
+        open_only=open_only,
+        before_id=after[0] if after else None,
+        limit=limit + 1,
     )
-    items = to_structs(
-        [{**dict(r), "charger_id": str(r["charger_id"])} for r in rows[:limit]], Alert
-    )
+    items = rows[:limit]
     next_cursor = encode_cursor((items[-1].alert_id,)) if len(rows) > limit else None
     return AlertPage(items=items, next_cursor=next_cursor)

@@ -16,16 +16,17 @@ platform sweep, the link sweep and the operator's release. Nothing else writes
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 from uuid import UUID
 
 import asyncpg
 import msgspec
 
 from app.admin import audit
-from app.connectivity import alerts
+from app.connectivity import alerts, queries
 from app.connectivity.dates import parse_optional_datetime
 from app.connectivity.push import USAGE_EVENT_TYPES, PushEvent
+from app.connectivity.queries import ChargerSignals
 from app.connectivity.rules import (
     Health,
     HealthConfig,
@@ -39,7 +40,6 @@ from app.core.auth import StaffPrincipal
 from app.core.db import Connection
 from app.core.errors import DomainError, NotFound
 from app.core.settings import Settings
-from app.core.sql import Q
 
 
 class InvalidSignature(DomainError):
@@ -98,41 +98,7 @@ def config_for(pool: asyncpg.Pool) -> ConnectivityConfig:
     return _BY_POOL.get(id(pool), DEFAULT)
 
 
-class _Row(msgspec.Struct, kw_only=True):
-    """A charger with every stored signal (mutable while a signal is recorded)."""
-
-    charger_id: Any
-    charge_point_id: str
-    iccid: str | None
-    bound_imei: str | None
-    state: str
-    reason: str
-    last_seen_at: datetime | None
-    stale: bool
-    sim_status: str | None
-    sim_status_at: datetime | None
-    imei: str | None
-    session_open: bool | None
-    session_ended_at: datetime | None
-    session_at: datetime | None
-    imei_change_at: datetime | None
-    quarantine_released_at: datetime | None
-    usage_exceeded: bool
-    platform_last_ok_at: datetime | None
-    changed_at: datetime
-    offline_since: datetime | None
-    boot_iccid: str | None
-    link_open: bool | None
-    """None: no socket was ever recorded (the last message is the only link evidence)."""
-    link_down_since: datetime | None
-    iccid_taken: bool
-
-
-def charger_row(record: asyncpg.Record) -> _Row:
-    return _Row(**dict(record))
-
-
-def signals_of(row: _Row) -> HealthSignals:
+def signals_of(row: ChargerSignals) -> HealthSignals:
     """The pure rules' view of the stored signals."""
     seen = row.last_seen_at is not None
     return HealthSignals(
@@ -156,26 +122,12 @@ def signals_of(row: _Row) -> HealthSignals:
     )
 
 
-async def store_signals(conn: Connection, row: _Row) -> None:
-    await conn.execute(
-        Q("connectivity.update_platform_signals"),
-        row.charger_id,
-        row.sim_status,
-        row.sim_status_at,
-        row.imei,
-        row.session_open,
-        row.session_ended_at,
-        row.session_at,
-        row.imei_change_at,
-        row.quarantine_released_at,
-        row.usage_exceeded,
-        row.platform_last_ok_at,
-        row.stale,
-    )
+async def store_signals(conn: Connection, row: ChargerSignals) -> None:
+    await queries.update_platform_signals(conn, signals=row)
 
 
 async def settle(
-    conn: Connection, row: _Row, config: HealthConfig, now: datetime, *, source: str
+    conn: Connection, row: ChargerSignals, config: HealthConfig, now: datetime, *, source: str
 ) -> bool:
     """Decide the charger's state from its stored signals and write it: state + reason,
     a history row and the alerts a change calls for. The caller holds the row lock (the
@@ -188,20 +140,26 @@ async def settle(
     offline_since = None
     if state == "offline":
         offline_since = (row.offline_since if row.state == "offline" else None) or now
-    await conn.execute(
-        Q("connectivity.set_verdict"),
-        row.charger_id,
-        state,
-        reason,
-        health.stale,
-        offline_since,
-        now,
+    await queries.set_verdict(
+        conn,
+        charger_id=row.charger_id,
+        state=state,
+        reason=reason,
+        stale=health.stale,
+        offline_since=offline_since,
+        now=now,
     )
     row.stale, row.offline_since = health.stale, offline_since
     if not changed:
         return False
-    await conn.execute(
-        Q("connectivity.insert_change"), row.charger_id, now, row.state, state, reason, source
+    await queries.insert_change(
+        conn,
+        charger_id=row.charger_id,
+        at=now,
+        from_state=row.state,
+        to_state=state,
+        reason=reason,
+        source=source,
     )
     if state == "quarantined" and row.state != "quarantined":
         await alerts.raise_alert(
@@ -219,16 +177,15 @@ async def settle(
 
 async def lock_signals(
     conn: Connection, *, charger_id: UUID | None = None, iccid: str | None = None
-) -> _Row | None:
+) -> ChargerSignals | None:
     """A charger's stored signals, by id or by SIM, its connectivity row locked for the
     rest of the transaction; None for an unknown charger."""
-    record = await conn.fetchrow(Q("connectivity.charger_signals_for_update"), charger_id, iccid)
-    return None if record is None else charger_row(record)
+    return await queries.charger_signals_for_update(conn, charger_id=charger_id, iccid=iccid)
 
 
 async def settle_charger(
     conn: Connection, charger_id: UUID, config: HealthConfig, now: datetime, *, source: str
-) -> tuple[_Row | None, bool]:
+) -> tuple[ChargerSignals | None, bool]:
     """Lock the charger's connectivity row, then `settle()` (for callers whose signal is
     already stored); (row, changed), row None for an unknown charger."""
     row = await lock_signals(conn, charger_id=charger_id)
@@ -242,17 +199,19 @@ async def link_opened(
 ) -> bool:
     """Count an authenticated connection; the one that reaches the flapping threshold
     within the window raises an alert (once per window). True when it did."""
-    row = await conn.fetchrow(Q("connectivity.link_opened"), charger_id, now, config.flap_window_s)
-    if row is None or row["flap_count"] != config.flap_threshold:
+    row = await queries.link_opened(
+        conn, charger_id=charger_id, now=now, window_s=config.flap_window_s
+    )
+    if row is None or row.flap_count != config.flap_threshold:
         return False
     return await alerts.raise_alert(
         conn,
         charger_id,
         "flapping",
         "reconnects",
-        dedupe_key=f"flapping:{charger_id}:{row['flap_window_start'].isoformat()}",
+        dedupe_key=f"flapping:{charger_id}:{row.flap_window_start.isoformat()}",
         at=now,
-        detail={"connections": row["flap_count"], "window_s": config.flap_window_s},
+        detail={"connections": row.flap_count, "window_s": config.flap_window_s},
     )
 
 
@@ -260,7 +219,7 @@ def is_newer(at: datetime, than: datetime | None) -> bool:
     return than is None or at >= than
 
 
-def apply_to_row(row: _Row, event: PushEvent, now: datetime) -> bool:
+def apply_to_row(row: ChargerSignals, event: PushEvent, now: datetime) -> bool:
     """Fold one event into the platform signals; False for a type we do not act on.
     Events older than what a field already reflects are ignored (out-of-order delivery)."""
     at = event.timestamp
@@ -303,27 +262,25 @@ async def receive_push(
 ) -> PushAck:
     """Store the event (once per eventId) and apply it, in the caller's transaction."""
     payload = {"kind": event.data_kind, "data": event.data}
-    stored_id = await conn.fetchval(
-        Q("connectivity.insert_push_event"),
-        event.event_id,
-        event.event_type,
-        event.iccid,
-        event.timestamp,
-        event.raw_timestamp,
-        signature2.strip().replace(" ", "+"),
-        payload,
-        now,
+    stored_id = await queries.insert_push_event(
+        conn,
+        event_id=event.event_id,
+        event_type=event.event_type,
+        iccid=event.iccid,
+        sent_at=event.timestamp,
+        sent_at_raw=event.raw_timestamp,
+        signature2=signature2.strip().replace(" ", "+"),
+        payload=payload,
+        received_at=now,
     )
     if stored_id is None:
-        existing = await conn.fetchrow(Q("connectivity.push_event_by_id"), event.event_id)
+        existing = await queries.push_event_by_id(conn, event_id=event.event_id)
         if existing is None:
             # The (timestamp, signature2) pair was used by another event: a replay.
             raise InvalidSignature("this signature was already used by another event")
-        return PushAck(
-            event_id=event.event_id, status="duplicate", outcome=existing["outcome"] or ""
-        )
+        return PushAck(event_id=event.event_id, status="duplicate", outcome=existing.outcome or "")
     outcome = await apply_event(conn, event, now, config)
-    await conn.execute(Q("connectivity.mark_push_processed"), stored_id, now, outcome)
+    await queries.mark_push_processed(conn, push_id=stored_id, processed_at=now, outcome=outcome)
     return PushAck(event_id=event.event_id, status="applied", outcome=outcome)
 
 
@@ -382,7 +339,7 @@ async def release(
     row.quarantine_released_at = now
     if row.imei and row.imei != row.bound_imei:
         row.bound_imei = row.imei
-        await conn.execute(Q("connectivity.rebind_imei"), row.charger_id, row.imei)
+        await queries.rebind_imei(conn, charger_id=row.charger_id, imei=row.imei)
     if row.boot_iccid and (row.iccid_taken or same_iccid(row.iccid, row.boot_iccid) is False):
         await _rebind_iccid(conn, row, row.boot_iccid)
     await store_signals(conn, row)
@@ -413,16 +370,16 @@ async def release(
     )
 
 
-async def _rebind_iccid(conn: Connection, row: _Row, iccid: str) -> None:
+async def _rebind_iccid(conn: Connection, row: ChargerSignals, iccid: str) -> None:
     """Register the SIM the charger booted with; the old SIM's platform signals go."""
     if row.iccid_taken:
         raise IccidInUse(f"SIM {iccid} is registered to another charger")
     try:
         async with conn.transaction():
-            await conn.execute(Q("connectivity.rebind_iccid"), row.charger_id, iccid)
+            await queries.rebind_iccid(conn, charger_id=row.charger_id, iccid=iccid)
     except asyncpg.UniqueViolationError:
         raise IccidInUse(f"SIM {iccid} is registered to another charger") from None
-    await conn.execute(Q("connectivity.forget_platform_signals"), row.charger_id)
+    await queries.forget_platform_signals(conn, charger_id=row.charger_id)
     row.iccid = iccid
     row.sim_status = row.sim_status_at = row.imei = None
     row.session_open = None

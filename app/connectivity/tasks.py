@@ -14,11 +14,10 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from app.connectivity import alerts, service
+from app.connectivity import alerts, queries, service
 from app.connectivity.client import ClientConfig, ControlCenterClient, ControlCenterError
 from app.core.clock import Clock
 from app.core.settings import Settings
-from app.core.sql import Q
 
 log = logging.getLogger("app.connectivity.tasks")
 
@@ -57,7 +56,7 @@ async def sweep_connectivity(ctx: dict[str, Any]) -> dict[str, Any]:
             return {"ok": False, "skipped": "CONTROL_CENTER_API_BASE is not set"}
         ctx["control_center_client"] = client
     started = clock.now()
-    cursor = await pool.fetchval(Q("connectivity.sweep_cursor"))
+    cursor = await queries.sweep_cursor(pool)
     since = FIRST_SINCE if cursor is None else cursor - SWEEP_MARGIN
     statuses: dict[str, str | None] = {}
     try:
@@ -69,18 +68,14 @@ async def sweep_connectivity(ctx: dict[str, Any]) -> dict[str, Any]:
         )
         bound = started - timedelta(seconds=settings.control_center_stale_after_s)
         async with pool.acquire() as conn, conn.transaction():
-            result = await conn.execute(Q("connectivity.mark_stale"), bound)
-            await conn.execute(
-                Q("connectivity.save_sweep_error"), f"{exc.status} {exc.error_code}", started
-            )
-        return {"ok": False, "error": exc.error_code, "marked_stale": int(result.split()[-1])}
+            marked = await queries.mark_stale(conn, older_than=bound)
+            await queries.save_sweep_error(conn, error=f"{exc.status} {exc.error_code}", at=started)
+        return {"ok": False, "error": exc.error_code, "marked_stale": marked}
 
     config = service.health_config(settings)
     changed = 0
     async with pool.acquire() as conn, conn.transaction():
-        ours = [
-            r["iccid"] for r in await conn.fetch(Q("connectivity.fleet_iccids"), list(statuses))
-        ]
+        ours = await queries.fleet_iccids(conn, iccids=list(statuses))
         for iccid in sorted(ours):  # a fixed lock order
             row = await service.lock_signals(conn, iccid=iccid)
             if row is None:
@@ -92,8 +87,8 @@ async def sweep_connectivity(ctx: dict[str, Any]) -> dict[str, Any]:
             await service.store_signals(conn, row)
             if await service.settle(conn, row, config, started, source="sweep"):
                 changed += 1
-        await conn.execute(Q("connectivity.touch_platform_ok"), started)
-        await conn.execute(Q("connectivity.save_sweep_ok"), started)
+        await queries.touch_platform_ok(conn, at=started)
+        await queries.save_sweep_ok(conn, started=started)
     return {"ok": True, "devices": len(statuses), "fleet": len(ours), "changed": changed}
 
 
@@ -106,19 +101,17 @@ async def sweep_links(ctx: dict[str, Any]) -> dict[str, Any]:
     cfg = service.config_from(settings)
     rules = cfg.health
     now = clock.now()
-    due = await pool.fetch(
-        Q("connectivity.links_due"),
-        now,
-        rules.grace_s,
-        rules.heartbeat_factor * rules.default_heartbeat_interval_s,
-        rules.offline_after_s,
+    due = await queries.links_due(
+        pool,
+        now=now,
+        grace_s=rules.grace_s,
+        silent_s=rules.heartbeat_factor * rules.default_heartbeat_interval_s,
+        no_session_s=rules.offline_after_s,
     )
     changed = 0
-    for record in due:  # one short transaction each: the OCPP handlers keep flowing
+    for charger_id in due:  # one short transaction each: the OCPP handlers keep flowing
         async with pool.acquire() as conn, conn.transaction():
-            _, did = await service.settle_charger(
-                conn, record["charger_id"], rules, now, source="sweep:link"
-            )
+            _, did = await service.settle_charger(conn, charger_id, rules, now, source="sweep:link")
             changed += did
     async with pool.acquire() as conn, conn.transaction():
         raised = await alerts.raise_offline_alerts(conn, now, cfg.offline_alert_after_s)

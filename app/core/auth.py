@@ -19,7 +19,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from app.core.errors import Forbidden, Unauthorized
 from app.core.settings import Settings
-from app.core.sql import Q
+from app.identity.queries import family_driver
 
 ALGORITHM = "HS256"
 
@@ -185,8 +185,8 @@ async def verified_driver(connection: ASGIConnection[Any, Any, Any, Any]) -> Dri
     if isinstance(cached, DriverPrincipal):
         return cached
     principal = driver_principal(connection)
-    driver_id = await connection.app.state.pool.fetchval(
-        Q("identity.family_is_active"), uuid.UUID(principal.family_id)
+    driver_id = await family_driver(
+        connection.app.state.pool, family_id=uuid.UUID(principal.family_id)
     )
     if driver_id is None or str(driver_id) != principal.driver_id:
         raise Unauthorized("this login has ended; sign in again")

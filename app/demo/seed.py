@@ -21,8 +21,8 @@ import pyotp
 from app.admin.service import create_or_update_staff, otpauth_uri
 from app.core.auth import Role, StaffPrincipal
 from app.core.db import init_connection
-from app.core.sql import Q
 from app.fleet.service import import_fleet
+from app.pricing import queries as pricing_queries
 from app.pricing.schemas import TariffIn
 from app.pricing.service import create_tariff
 
@@ -148,14 +148,17 @@ async def seed_tariffs(conn: asyncpg.Connection, actor: StaffPrincipal) -> None:
     no new version), assigned to that country's demo sites that have no tariff yet."""
     for cc, city, currency, vat, day, night, peak, idle in DEMO_TARIFFS:
         body = demo_tariff(city, currency, vat, day, night, peak, idle)
-        tariff_id = await conn.fetchval(Q("pricing.demo_tariff_by_name"), body.name)
+        tariff_id = await pricing_queries.demo_tariff_by_name(conn, name=body.name)
         if tariff_id is None:
             ref = await create_tariff(
                 conn, body, actor=actor, now=datetime.now(UTC), request_id="demo-seed"
             )
             tariff_id = uuid.UUID(ref.tariff_id)
-        await conn.execute(
-            Q("pricing.demo_assign_missing"), tariff_id, f"demo-{cc.lower()}-", DEMO_TARIFFS_FROM
+        await pricing_queries.demo_assign_missing(
+            conn,
+            tariff_id=tariff_id,
+            external_id_prefix=f"demo-{cc.lower()}-",
+            effective_from=DEMO_TARIFFS_FROM,
         )
 
 

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import io
 import re
+import uuid
 from functools import lru_cache
 from typing import Any
 from zoneinfo import available_timezones
@@ -15,12 +16,11 @@ import msgspec
 
 from app.admin import audit
 from app.core.auth import StaffPrincipal
-from app.core.db import Connection, to_structs
+from app.core.db import Connection
 from app.core.errors import FieldError, ValidationFailed
 from app.core.pagination import CursorText, decode_cursor, encode_cursor
-from app.core.sql import Q
+from app.fleet import queries
 from app.fleet.schemas import (
-    ChargerHealth,
     ChargerHealthPage,
     ChargerOut,
     Counts,
@@ -217,15 +217,15 @@ async def import_fleet(
 
     # A SIM already registered to a charger outside this import cannot be claimed again.
     if seen_iccid:
-        clashes = await conn.fetch(Q("fleet.chargers_by_iccid"), list(seen_iccid))
+        clashes = await queries.chargers_by_iccid(conn, iccids=list(seen_iccid))
         bad_index: dict[int, list[RowFieldError]] = {}
-        for row in clashes:
-            idx = seen_iccid[row["iccid"]]
+        for holder in clashes:
+            idx = seen_iccid[holder.iccid]
             site = next(s for i, s in good if i == idx)
-            owner = next(c for c in site.chargers if c.iccid == row["iccid"])
-            if row["charge_point_id"] != owner.charge_point_id:
+            owner = next(c for c in site.chargers if c.iccid == holder.iccid)
+            if holder.charge_point_id != owner.charge_point_id:
                 bad_index.setdefault(idx, []).append(
-                    RowFieldError("iccid", f"ICCID {row['iccid']} belongs to another charger")
+                    RowFieldError("iccid", f"ICCID {holder.iccid} belongs to another charger")
                 )
         if bad_index:
             for idx, errs in bad_index.items():
@@ -237,55 +237,48 @@ async def import_fleet(
     created, updated = Counts(), Counts()
     sites = [s for _, s in good]
     if sites:
-        rows = await conn.fetch(
-            Q("fleet.upsert_sites"),
-            [s.external_id for s in sites],
-            [s.name for s in sites],
-            [s.address for s in sites],
-            [s.lat for s in sites],
-            [s.lon for s in sites],
-            [s.timezone for s in sites],
+        done = await queries.upsert_sites(
+            conn,
+            external_ids=[s.external_id for s in sites],
+            names=[s.name for s in sites],
+            addresses=[s.address for s in sites],
+            lats=[s.lat for s in sites],
+            lons=[s.lon for s in sites],
+            timezones=[s.timezone for s in sites],
         )
-        created.sites = sum(1 for r in rows if r["inserted"])
-        updated.sites = len(rows) - created.sites
-        site_ids = {
-            r["external_id"]: r["site_id"]
-            for r in await conn.fetch(
-                Q("fleet.site_ids_by_external_id"), [s.external_id for s in sites]
-            )
-        }
+        created.sites, updated.sites = done.inserted, done.updated
+        site_ids = await queries.site_ids_by_external_id(
+            conn, external_ids=[s.external_id for s in sites]
+        )
         chargers = [(site_ids[s.external_id], c) for s in sites for c in s.chargers]
         if chargers:
-            rows = await conn.fetch(
-                Q("fleet.upsert_chargers"),
-                [c.charge_point_id for _, c in chargers],
-                [sid for sid, _ in chargers],
-                [hash_ocpp_password(c.charge_point_id, c.ocpp_password) for _, c in chargers],
-                [c.iccid for _, c in chargers],
+            done = await queries.upsert_chargers(
+                conn,
+                charge_point_ids=[c.charge_point_id for _, c in chargers],
+                site_ids=[sid for sid, _ in chargers],
+                password_hashes=[
+                    hash_ocpp_password(c.charge_point_id, c.ocpp_password) for _, c in chargers
+                ],
+                iccids=[c.iccid for _, c in chargers],
             )
-            created.chargers = sum(1 for r in rows if r["inserted"])
-            updated.chargers = len(rows) - created.chargers
-            charger_ids = {
-                r["charge_point_id"]: r["charger_id"]
-                for r in await conn.fetch(
-                    Q("fleet.charger_ids_by_cpid"), [c.charge_point_id for _, c in chargers]
-                )
-            }
+            created.chargers, updated.chargers = done.inserted, done.updated
+            charger_ids = await queries.charger_ids_by_cpid(
+                conn, charge_point_ids=[c.charge_point_id for _, c in chargers]
+            )
             connectors = [
                 (charger_ids[c.charge_point_id], sid, k)
                 for sid, c in chargers
                 for k in c.connectors
             ]
-            rows = await conn.fetch(
-                Q("fleet.upsert_connectors"),
-                [cid for cid, _, _ in connectors],
-                [sid for _, sid, _ in connectors],
-                [k.connector_no for _, _, k in connectors],
-                [k.type.value for _, _, k in connectors],
-                [round(k.power_kw * 1000) for _, _, k in connectors],
+            done = await queries.upsert_connectors(
+                conn,
+                charger_ids=[cid for cid, _, _ in connectors],
+                site_ids=[sid for _, sid, _ in connectors],
+                connector_nos=[k.connector_no for _, _, k in connectors],
+                types=[k.type.value for _, _, k in connectors],
+                powers_w=[round(k.power_kw * 1000) for _, _, k in connectors],
             )
-            created.connectors = sum(1 for r in rows if r["inserted"])
-            updated.connectors = len(rows) - created.connectors
+            created.connectors, updated.connectors = done.inserted, done.updated
 
     result = ImportResult(created=created, updated=updated, failed=failed)
     await audit.record(
@@ -309,32 +302,35 @@ async def list_sites(
     conn: Connection, *, external_id: str | None, limit: int, cursor: str | None
 ) -> SitePage:
     after = decode_cursor(cursor, tuple[CursorText])
-    rows = await conn.fetch(
-        Q("fleet.list_sites"), external_id, after[0] if after else None, limit + 1
+    rows = await queries.list_sites(
+        conn, external_id=external_id, after=after[0] if after else None, limit=limit + 1
     )
     page = rows[:limit]
-    by_site: dict[Any, list[ChargerOut]] = {r["site_id"]: [] for r in page}
+    by_site: dict[uuid.UUID, list[ChargerOut]] = {r.site_id: [] for r in page}
     if page:
-        for c in await conn.fetch(Q("fleet.chargers_of_sites"), list(by_site)):
-            by_site[c["site_id"]].append(
-                msgspec.convert(
-                    {**dict(c), "charger_id": str(c["charger_id"])}, ChargerOut, strict=False
+        for c in await queries.chargers_of_sites(conn, site_ids=list(by_site)):
+            by_site[c.site_id].append(
+                ChargerOut(
+                    charger_id=c.charger_id,
+                    charge_point_id=c.charge_point_id,
+                    iccid=c.iccid,
+                    connectors=c.connectors,
                 )
             )
     items = [
         SiteOut(
-            site_id=str(r["site_id"]),
-            external_id=r["external_id"],
-            name=r["name"],
-            address=r["address"],
-            lat=r["lat"],
-            lon=r["lon"],
-            timezone=r["timezone"],
-            chargers=by_site[r["site_id"]],
+            site_id=str(r.site_id),
+            external_id=r.external_id,
+            name=r.name,
+            address=r.address,
+            lat=r.lat,
+            lon=r.lon,
+            timezone=r.timezone,
+            chargers=by_site[r.site_id],
         )
         for r in page
     ]
-    next_cursor = encode_cursor((page[-1]["external_id"],)) if len(rows) > limit else None
+    next_cursor = encode_cursor((page[-1].external_id,)) if len(rows) > limit else None
     return SitePage(items=items, next_cursor=next_cursor)
 
 
@@ -342,15 +338,9 @@ async def list_charger_health(
     conn: Connection, *, connectivity: str | None, limit: int, cursor: str | None
 ) -> ChargerHealthPage:
     after = decode_cursor(cursor, tuple[CursorText])
-    rows = await conn.fetch(
-        Q("fleet.list_charger_health"), connectivity, after[0] if after else None, limit + 1
+    rows = await queries.list_charger_health(
+        conn, connectivity=connectivity, after=after[0] if after else None, limit=limit + 1
     )
-    items = to_structs(
-        [
-            {**dict(r), "charger_id": str(r["charger_id"]), "site_id": str(r["site_id"])}
-            for r in rows[:limit]
-        ],
-        ChargerHealth,
-    )
+    items = rows[:limit]
     next_cursor = encode_cursor((items[-1].charge_point_id,)) if len(rows) > limit else None
     return ChargerHealthPage(items=items, next_cursor=next_cursor)

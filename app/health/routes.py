@@ -10,6 +10,7 @@ from litestar import MediaType, Response, get
 from litestar.datastructures import State
 
 from app.core.observability import metrics_payload
+from app.health import queries
 
 
 class Live(msgspec.Struct):
@@ -29,7 +30,7 @@ async def live() -> Live:
 async def _check_postgres(state: State) -> str:
     try:
         async with asyncio.timeout(1.5):
-            await state.pool.fetchval("SELECT 1")
+            await queries.ping(state.pool)
         return "ok"
     except Exception as exc:  # any failure means "not ready"; say which
         return f"down: {type(exc).__name__}"

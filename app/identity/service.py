@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
 import msgspec
@@ -20,8 +19,8 @@ from app.core.auth import DriverPrincipal, issue_driver_token
 from app.core.db import Connection
 from app.core.errors import DomainError, FieldError, NotFound, ValidationFailed
 from app.core.settings import Settings
-from app.core.sql import Q
-from app.identity import codes, limits
+from app.fleet.schemas import ConnectorType
+from app.identity import codes, limits, queries
 from app.identity.phone import InvalidPhone, UnsupportedPhone, parse_phone
 from app.identity.schemas import (
     DriverProfile,
@@ -114,15 +113,15 @@ async def request_otp(
     challenge_id = uuid.uuid4()
     code = codes.new_code()
     expires_at = now + timedelta(seconds=settings.otp_ttl_s)
-    await db.execute(
-        Q("identity.insert_challenge"),
-        challenge_id,
-        phone.e164,
-        codes.hash_code(settings.jwt_secret, challenge_id, code),
-        now,
-        expires_at,
-        settings.otp_max_attempts,
-        limits.ip_bucket(client_ip),
+    await queries.insert_challenge(
+        db,
+        challenge_id=challenge_id,
+        phone=phone.e164,
+        code_hash=codes.hash_code(settings.jwt_secret, challenge_id, code),
+        created_at=now,
+        expires_at=expires_at,
+        max_attempts=settings.otp_max_attempts,
+        client_ip=limits.ip_bucket(client_ip),
     )
     queued = await queue_sms(
         db,
@@ -162,27 +161,27 @@ async def _check_code(
     conn: Connection, settings: Settings, body: TokenRequest, now: datetime
 ) -> DomainError | tuple[DriverPrincipal, str, DriverProfile]:
     """Runs in a transaction that commits whatever the outcome (wrong codes count)."""
-    ch = await conn.fetchrow(Q("identity.lock_challenge"), body.challenge_id)
+    ch = await queries.lock_challenge(conn, challenge_id=body.challenge_id)
     if ch is None:
         codes.hash_code(settings.jwt_secret, body.challenge_id, body.code)  # same work
         return InvalidCode()
-    if ch["consumed_at"] is not None:
+    if ch.consumed_at is not None:
         return ChallengeUsed()
-    if ch["attempts"] >= ch["max_attempts"]:
+    if ch.attempts >= ch.max_attempts:
         return ChallengeLocked()
-    if ch["expires_at"] <= now:
+    if ch.expires_at <= now:
         return ChallengeExpired()
-    if not codes.code_matches(settings.jwt_secret, body.challenge_id, body.code, ch["code_hash"]):
-        attempts = await conn.fetchval(Q("identity.count_wrong_code"), body.challenge_id)
-        return ChallengeLocked() if attempts >= ch["max_attempts"] else InvalidCode()
-    await conn.execute(Q("identity.consume_challenge"), body.challenge_id, now)
-    driver = await conn.fetchrow(
-        Q("identity.upsert_driver_login"), ch["phone"], codes.new_id_tag(), now
+    if not codes.code_matches(settings.jwt_secret, body.challenge_id, body.code, ch.code_hash):
+        attempts = await queries.count_wrong_code(conn, challenge_id=body.challenge_id)
+        return ChallengeLocked() if attempts >= ch.max_attempts else InvalidCode()
+    await queries.consume_challenge(conn, challenge_id=body.challenge_id, now=now)
+    driver = await queries.upsert_driver_login(
+        conn, phone=ch.phone, id_tag=codes.new_id_tag(), now=now
     )
-    family_id = await conn.fetchval(Q("identity.insert_family"), driver["driver_id"], now)
+    family_id = await queries.insert_family(conn, driver_id=driver.driver_id, now=now)
     refresh_token = await _insert_refresh_token(conn, settings, family_id, now)
-    profile = await _profile(conn, driver["driver_id"])
-    principal = DriverPrincipal(driver_id=str(driver["driver_id"]), family_id=str(family_id))
+    profile = await _profile(conn, driver.driver_id)
+    principal = DriverPrincipal(driver_id=str(driver.driver_id), family_id=str(family_id))
     return principal, refresh_token, profile
 
 
@@ -190,12 +189,12 @@ async def _insert_refresh_token(
     conn: Connection, settings: Settings, family_id: uuid.UUID, now: datetime
 ) -> str:
     token = codes.new_refresh_token()
-    await conn.execute(
-        Q("identity.insert_refresh_token"),
-        codes.hash_refresh_token(token),
-        family_id,
-        now,
-        now + timedelta(seconds=settings.driver_refresh_ttl_s),
+    await queries.insert_refresh_token(
+        conn,
+        token_hash=codes.hash_refresh_token(token),
+        family_id=family_id,
+        issued_at=now,
+        expires_at=now + timedelta(seconds=settings.driver_refresh_ttl_s),
     )
     return token
 
@@ -238,26 +237,28 @@ async def _rotate(
     conn: Connection, settings: Settings, token: str, now: datetime
 ) -> DomainError | tuple[DriverPrincipal, str, DriverProfile]:
     token_hash = codes.hash_refresh_token(token)
-    row = await conn.fetchrow(Q("identity.lock_refresh_token"), token_hash)
+    row = await queries.lock_refresh_token(conn, token_hash=token_hash)
     if row is None:
         return InvalidRefreshToken()
-    if row["revoked_at"] is not None:
+    if row.revoked_at is not None:
         return RefreshTokenRevoked()
-    if row["used_at"] is not None:
-        await conn.execute(Q("identity.revoke_family"), row["family_id"], now, "reuse")
+    if row.used_at is not None:
+        await queries.revoke_family(conn, family_id=row.family_id, now=now, reason="reuse")
         return RefreshTokenReused()
-    if row["expires_at"] <= now:
+    if row.expires_at <= now:
         return RefreshTokenExpired()
-    await conn.execute(Q("identity.spend_refresh_token"), token_hash, now)
-    new_token = await _insert_refresh_token(conn, settings, row["family_id"], now)
-    profile = await _profile(conn, row["driver_id"])
-    principal = DriverPrincipal(driver_id=str(row["driver_id"]), family_id=str(row["family_id"]))
+    await queries.spend_refresh_token(conn, token_hash=token_hash, now=now)
+    new_token = await _insert_refresh_token(conn, settings, row.family_id, now)
+    profile = await _profile(conn, row.driver_id)
+    principal = DriverPrincipal(driver_id=str(row.driver_id), family_id=str(row.family_id))
     return principal, new_token, profile
 
 
 async def logout(db: Connection, principal: DriverPrincipal, now: datetime) -> None:
     """End the login the access token belongs to: its refresh tokens and access tokens."""
-    await db.execute(Q("identity.revoke_family"), uuid.UUID(principal.family_id), now, "logout")
+    await queries.revoke_family(
+        db, family_id=uuid.UUID(principal.family_id), now=now, reason="logout"
+    )
 
 
 # --- /v1/me ------------------------------------------------------------------------------
@@ -268,31 +269,35 @@ async def get_profile(db: Connection, driver_id: str) -> DriverProfile:
 
 
 async def _profile(db: Connection, driver_id: uuid.UUID) -> DriverProfile:
-    row = await db.fetchrow(Q("identity.driver_profile"), driver_id)
+    row = await queries.driver_profile(db, driver_id=driver_id)
     if row is None:
         raise NotFound("no such driver")
     return _profile_from_row(row)
 
 
-def _profile_from_row(row: Any) -> DriverProfile:
+def _profile_from_row(row: queries.DriverRow) -> DriverProfile:
     vehicle = None
-    if row["vehicle_battery_wh"] is not None:
+    if (
+        row.vehicle_battery_wh is not None
+        and row.vehicle_max_ac_w is not None
+        and row.vehicle_max_dc_w is not None
+    ):
         vehicle = Vehicle(
-            battery_kwh=round(row["vehicle_battery_wh"] / 1000, 3),
-            max_ac_kw=round(row["vehicle_max_ac_w"] / 1000, 3),
-            max_dc_kw=round(row["vehicle_max_dc_w"] / 1000, 3),
-            connector_types=list(row["vehicle_connector_types"]),
+            battery_kwh=round(row.vehicle_battery_wh / 1000, 3),
+            max_ac_kw=round(row.vehicle_max_ac_w / 1000, 3),
+            max_dc_kw=round(row.vehicle_max_dc_w / 1000, 3),
+            connector_types=msgspec.convert(row.vehicle_connector_types, list[ConnectorType]),
         )
     return DriverProfile(
-        driver_id=row["driver_id"],
-        phone=row["phone"],
-        name=row["name"],
-        email=row["email"],
+        driver_id=row.driver_id,
+        phone=row.phone,
+        name=row.name,
+        email=row.email,
         vehicle=vehicle,
-        sms_alerts=row["sms_alerts"],
-        sms_opted_out=row["sms_opted_out"],
-        id_tag=row["id_tag"],
-        created_at=row["created_at"],
+        sms_alerts=row.sms_alerts,
+        sms_opted_out=row.sms_opted_out,
+        id_tag=row.id_tag,
+        created_at=row.created_at,
     )
 
 
@@ -305,21 +310,21 @@ async def update_profile(
     connector_types: list[str] = []
     if vehicle is not None:
         connector_types = list(dict.fromkeys(t.value for t in vehicle.connector_types))
-    updated = await db.fetchval(
-        Q("identity.update_driver_profile"),
-        uuid.UUID(driver_id),
-        not isinstance(patch.name, unset),
-        None if isinstance(patch.name, unset) else patch.name,
-        not isinstance(patch.email, unset),
-        None if isinstance(patch.email, unset) else patch.email,
-        not isinstance(patch.vehicle, unset),
-        round(vehicle.battery_kwh * 1000) if vehicle else None,
-        round(vehicle.max_ac_kw * 1000) if vehicle else None,
-        round(vehicle.max_dc_kw * 1000) if vehicle else None,
-        connector_types,
-        None if isinstance(patch.sms_alerts, unset) else patch.sms_alerts,
-        now,
+    updated = await queries.update_driver_profile(
+        db,
+        driver_id=uuid.UUID(driver_id),
+        set_name=not isinstance(patch.name, unset),
+        name=None if isinstance(patch.name, unset) else patch.name,
+        set_email=not isinstance(patch.email, unset),
+        email=None if isinstance(patch.email, unset) else patch.email,
+        set_vehicle=not isinstance(patch.vehicle, unset),
+        battery_wh=round(vehicle.battery_kwh * 1000) if vehicle else None,
+        max_ac_w=round(vehicle.max_ac_kw * 1000) if vehicle else None,
+        max_dc_w=round(vehicle.max_dc_kw * 1000) if vehicle else None,
+        connector_types=connector_types,
+        sms_alerts=None if isinstance(patch.sms_alerts, unset) else patch.sms_alerts,
+        now=now,
     )
-    if updated is None:
+    if not updated:
         raise NotFound("no such driver")
     return await get_profile(db, driver_id)

@@ -6,12 +6,12 @@ from datetime import timedelta
 from typing import Any
 
 from app.core.clock import Clock
-from app.core.sql import Q
+from app.identity import queries
 
 KEEP_EXPIRED = timedelta(days=1)  # a day of hindsight for support questions
 
 
 async def purge_expired_identity(ctx: dict[str, Any]) -> dict[str, int]:
     clock: Clock = ctx.get("clock") or Clock()
-    row = await ctx["pool"].fetchrow(Q("identity.purge_expired"), clock.now() - KEEP_EXPIRED)
-    return {k: int(row[k]) for k in ("challenges", "tokens", "families")}
+    purged = await queries.purge_expired(ctx["pool"], before=clock.now() - KEEP_EXPIRED)
+    return {"challenges": purged.challenges, "tokens": purged.tokens, "families": purged.families}

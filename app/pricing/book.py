@@ -36,9 +36,10 @@ from numpy.typing import NDArray
 
 from app.core.clock import Clock
 from app.core.listen import Listener
-from app.core.sql import Q
+from app.pricing import queries
 from app.pricing.engine import Band, CompiledTariff, PriceNow, bands, compile_tariff, price_at
-from app.pricing.tariff import Tariff, TariffElement
+from app.pricing.queries import TariffVersionRow
+from app.pricing.tariff import Tariff
 
 CHANNEL = "vw_pricing"
 NULL = b"null"
@@ -47,15 +48,15 @@ log = logging.getLogger("app.pricing")
 _encoder = msgspec.json.Encoder()
 
 
-def tariff_from_row(row: Any) -> Tariff:
-    """A stored tariff version (jsonb elements) as the engine's Tariff."""
+def tariff_from_row(row: TariffVersionRow) -> Tariff:
+    """A stored tariff version as the engine's Tariff."""
     return Tariff(
-        tariff_id=str(row["tariff_id"]),
-        version=int(row["version"]),
-        currency=row["currency"],
-        vat_percent=row["vat_percent"],
-        elements=msgspec.convert(row["elements"], list[TariffElement]),
-        name=row["name"],
+        tariff_id=row.tariff_id,
+        version=row.version,
+        currency=row.currency,
+        vat_percent=row.vat_percent,
+        elements=row.elements,
+        name=row.name,
     )
 
 
@@ -325,30 +326,30 @@ class PriceBook:
 
     async def load_all(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
         tariffs = {
-            str(r["tariff_id"]): compile_tariff(tariff_from_row(r))
-            for r in await conn.fetch(Q("pricing.current_versions"), None)
+            r.tariff_id: compile_tariff(tariff_from_row(r))
+            for r in await queries.current_versions(conn, tariff_ids=None)
         }
-        groups = await conn.fetch(Q("pricing.site_schedules"))
+        groups = await queries.site_schedules(conn)
         self.tariffs, self._schedules = tariffs, {}
         self.sites = self._compact(groups)  # later assignments go to its overlay
         self._bump()
 
-    def _compact(self, groups: list[Any]) -> SiteSchedules:
+    def _compact(self, groups: list[queries.ScheduleGroup]) -> SiteSchedules:
         """Sites grouped by schedule (`pricing.site_schedules`) into a SiteSchedules."""
         table = SiteSchedules()
         keys: list[NDArray[Any]] = []
         index: list[NDArray[np.int32]] = []
         for g in groups:
-            tz = _zone(g["timezone"])
+            tz = _zone(g.timezone)
             if tz is None:
                 continue
             rows = tuple(
-                (float(e), sys.intern(t)) for e, t in zip(g["effs"], g["tariff_ids"], strict=True)
+                (float(e), sys.intern(t)) for e, t in zip(g.effs, g.tariff_ids, strict=True)
             )
             sch = self._schedules.get((tz.key, rows))
             if sch is None:
                 sch = self._schedules[(tz.key, rows)] = Schedule(tz, rows)
-            ids = np.frombuffer(g["site_ids"], dtype="S16")
+            ids = np.frombuffer(g.site_ids, dtype="S16")
             keys.append(ids)
             index.append(np.full(len(ids), len(table.schedules), dtype=np.int32))
             table.schedules.append(sch)
@@ -358,11 +359,11 @@ class PriceBook:
             table.keys, table.index = all_keys[order], all_index[order]
         return table
 
-    def _add_assignments(self, rows: list[Any]) -> None:
-        for r in sorted(rows, key=lambda r: (r["effective_from"], r["assignment_id"])):
-            tz = _zone(r["timezone"])
+    def _add_assignments(self, rows: list[queries.SiteAssignmentRow]) -> None:
+        for r in sorted(rows, key=lambda r: (r.effective_from, r.assignment_id)):
+            tz = _zone(r.timezone)
             if tz is not None:
-                self.assign(r["site_id"].bytes, tz, r["effective_from"].timestamp(), r["tariff_id"])
+                self.assign(r.site_id.bytes, tz, r.effective_from.timestamp(), r.tariff_id)
 
     async def apply(self, conn: asyncpg.Connection | asyncpg.Pool, payloads: set[str]) -> None:
         """Re-read what the notifications name (or everything on `f`)."""
@@ -378,10 +379,12 @@ class PriceBook:
                 elif p[:1] == "a":
                     assignment_ids.append(int(p[1:]))
         if tariff_ids:
-            for r in await conn.fetch(Q("pricing.current_versions"), tariff_ids):
-                self.tariffs[str(r["tariff_id"])] = compile_tariff(tariff_from_row(r))
+            for r in await queries.current_versions(conn, tariff_ids=tariff_ids):
+                self.tariffs[r.tariff_id] = compile_tariff(tariff_from_row(r))
         if assignment_ids:
-            self._add_assignments(await conn.fetch(Q("pricing.site_assignments"), assignment_ids))
+            self._add_assignments(
+                await queries.site_assignments(conn, assignment_ids=assignment_ids)
+            )
         self._bump()
 
     # ---- background tasks -------------------------------------------------------------------

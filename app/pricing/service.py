@@ -18,12 +18,10 @@ from app.core.auth import StaffPrincipal
 from app.core.db import Connection
 from app.core.errors import DomainError, FieldError, NotFound, ValidationFailed
 from app.core.pagination import CursorInt, CursorTime, decode_cursor, encode_cursor
-from app.core.sql import Q, fetch_all
-from app.pricing import engine
+from app.pricing import engine, queries
 from app.pricing.book import PriceBook, tariff_from_row
 from app.pricing.schemas import (
     AssignmentIn,
-    AssignmentItem,
     AssignmentOut,
     AssignmentPage,
     CheapestStartOut,
@@ -137,7 +135,7 @@ def _snapshot(t: Tariff) -> dict[str, Any]:
     return out
 
 
-def _out(row: Any) -> TariffOut:
+def _out(row: queries.TariffRow) -> TariffOut:
     t = tariff_from_row(row)
     return TariffOut(
         tariff_id=t.tariff_id,
@@ -146,24 +144,24 @@ def _out(row: Any) -> TariffOut:
         currency=t.currency,
         vat_percent=t.vat_percent,
         elements=t.elements,
-        created_at=row["tariff_created_at"],
-        version_created_at=row["created_at"],
+        created_at=row.tariff_created_at,
+        version_created_at=row.created_at,
     )
 
 
 async def _write_version(
     conn: Connection, t: Tariff, tid: uuid.UUID, now: datetime, actor: StaffPrincipal
 ) -> None:
-    await conn.execute(
-        Q("pricing.insert_version"),
-        tid,
-        t.version,
-        t.name,
-        t.currency,
-        t.vat_percent,
-        msgspec.to_builtins(t.elements),
-        now,
-        actor.email or actor.staff_id,
+    await queries.insert_version(
+        conn,
+        tariff_id=tid,
+        version=t.version,
+        name=t.name,
+        currency=t.currency,
+        vat_percent=t.vat_percent,
+        elements=msgspec.to_builtins(t.elements),
+        created_at=now,
+        created_by=actor.email or actor.staff_id,
     )
 
 
@@ -176,7 +174,7 @@ async def create_tariff(
     request_id: str | None,
 ) -> TariffRef:
     checked = checked_tariff(body)
-    tid: uuid.UUID = await conn.fetchval(Q("pricing.insert_tariff"), now)
+    tid = await queries.insert_tariff(conn, now=now)
     t = msgspec.structs.replace(checked, tariff_id=str(tid))
     await _write_version(conn, t, tid, now, actor)
     await audit.record(
@@ -203,13 +201,15 @@ async def update_tariff(
     """A new immutable version; earlier versions stay readable (`?version=`)."""
     tid = _uuid(tariff_id, TariffNotFound())
     checked = checked_tariff(body, tariff_id=str(tid))
-    current = await conn.fetchval(Q("pricing.lock_tariff"), tid)
+    current = await queries.lock_tariff(conn, tariff_id=tid)
     if current is None:
         raise TariffNotFound()
-    before = tariff_from_row(await conn.fetchrow(Q("pricing.get_version"), tid, current))
+    stored = await queries.get_version(conn, tariff_id=tid, version=current)
+    assert stored is not None  # the tariff row is locked and versions are never deleted
+    before = tariff_from_row(stored)
     t = msgspec.structs.replace(checked, version=current + 1)
     await _write_version(conn, t, tid, now, actor)
-    await conn.execute(Q("pricing.set_current_version"), tid, t.version, now)
+    await queries.set_current_version(conn, tariff_id=tid, version=t.version, now=now)
     await audit.record(
         conn,
         actor=actor,
@@ -225,7 +225,7 @@ async def update_tariff(
 
 async def get_tariff(conn: Connection, tariff_id: str, version: int | None) -> TariffOut:
     tid = _uuid(tariff_id, TariffNotFound())
-    row = await conn.fetchrow(Q("pricing.get_version"), tid, version)
+    row = await queries.get_version(conn, tariff_id=tid, version=version)
     if row is None:
         raise TariffNotFound()
     return _out(row)
@@ -234,12 +234,12 @@ async def get_tariff(conn: Connection, tariff_id: str, version: int | None) -> T
 async def list_tariffs(conn: Connection, *, limit: int, cursor: str | None) -> TariffPage:
     after = decode_cursor(cursor, tuple[CursorTime, uuid.UUID])
     at, last = after if after else (None, None)
-    rows = await conn.fetch(Q("pricing.list_tariffs"), at, last, limit + 1)
+    rows = await queries.list_tariffs(conn, after_at=at, after_id=last, limit=limit + 1)
     items = [_out(r) for r in rows[:limit]]
     nxt = None
     if len(rows) > limit:
         tail = rows[limit - 1]
-        nxt = encode_cursor((tail["tariff_created_at"], tail["tariff_id"]))
+        nxt = encode_cursor((tail.tariff_created_at, uuid.UUID(tail.tariff_id)))
     return TariffPage(items=items, next_cursor=nxt)
 
 
@@ -259,7 +259,7 @@ async def timeline(
     if end - start > MAX_TIMELINE:
         raise _invalid("to", "at most 31 days after from")
     tid = _uuid(tariff_id, TariffNotFound())
-    row = await conn.fetchrow(Q("pricing.get_version"), tid, version)
+    row = await queries.get_version(conn, tariff_id=tid, version=version)
     if row is None:
         raise TariffNotFound()
     t = tariff_from_row(row)
@@ -304,34 +304,34 @@ async def assign(
         )
     effective_from = aware(body.effective_from, "effective_from")
     tid = _uuid(body.tariff_id, TariffNotFound())
-    if not await conn.fetchval(Q("pricing.tariff_exists"), tid):
+    if not await queries.tariff_exists(conn, tariff_id=tid):
         raise TariffNotFound()
     site_id = charger_id = None
     if body.site_id is not None:
         site_id = _uuid(body.site_id, SiteNotFound())
-        if not await conn.fetchval(Q("pricing.site_exists"), site_id):
+        if not await queries.site_exists(conn, site_id=site_id):
             raise SiteNotFound()
     else:
         assert body.charger_id is not None
         charger_id = _uuid(body.charger_id, ChargerNotFound())
-        if not await conn.fetchval(Q("pricing.charger_exists"), charger_id):
+        if not await queries.charger_exists(conn, charger_id=charger_id):
             raise ChargerNotFound()
-    row = await conn.fetchrow(
-        Q("pricing.insert_assignment"),
-        tid,
-        site_id,
-        charger_id,
-        effective_from,
-        now,
-        actor.email or actor.staff_id,
+    row = await queries.insert_assignment(
+        conn,
+        tariff_id=tid,
+        site_id=site_id,
+        charger_id=charger_id,
+        effective_from=effective_from,
+        now=now,
+        created_by=actor.email or actor.staff_id,
     )
     out = AssignmentOut(
-        assignment_id=int(row["assignment_id"]),
+        assignment_id=row.assignment_id,
         tariff_id=str(tid),
         site_id=str(site_id) if site_id else None,
         charger_id=str(charger_id) if charger_id else None,
         effective_from=effective_from,
-        created_at=row["created_at"],
+        created_at=row.created_at,
     )
     await audit.record(
         conn,
@@ -358,17 +358,15 @@ async def list_assignments(
 ) -> AssignmentPage:
     """Which sites and chargers a tariff is (or will be) assigned to, latest first."""
     after = decode_cursor(cursor, tuple[CursorTime, CursorInt])
-    items = await fetch_all(
+    items = await queries.list_assignments(
         conn,
-        "pricing.list_assignments",
-        AssignmentItem,
-        _uuid(tariff_id, TariffNotFound()) if tariff_id else None,
-        _uuid(site_id, SiteNotFound()) if site_id else None,
-        _uuid(charger_id, ChargerNotFound()) if charger_id else None,
-        after[0] if after else None,
-        after[1] if after else None,
-        now,
-        limit + 1,
+        tariff_id=_uuid(tariff_id, TariffNotFound()) if tariff_id else None,
+        site_id=_uuid(site_id, SiteNotFound()) if site_id else None,
+        charger_id=_uuid(charger_id, ChargerNotFound()) if charger_id else None,
+        after_from=after[0] if after else None,
+        after_id=after[1] if after else None,
+        now=now,
+        limit=limit + 1,
     )
     nxt = None
     if len(items) > limit:
@@ -428,13 +426,18 @@ class _Place(NamedTuple):
 
 
 async def driver_vehicle(pool: asyncpg.Pool, driver_id: str) -> Vehicle | None:
-    row = await pool.fetchrow(Q("pricing.driver_vehicle"), uuid.UUID(driver_id))
-    if row is None or row["vehicle_battery_wh"] is None:
+    row = await queries.driver_vehicle(pool, driver_id=uuid.UUID(driver_id))
+    if (
+        row is None
+        or row.vehicle_battery_wh is None
+        or row.vehicle_max_ac_w is None
+        or row.vehicle_max_dc_w is None
+    ):
         return None
     return Vehicle(
-        battery_kwh=row["vehicle_battery_wh"] / 1000,
-        max_ac_kw=row["vehicle_max_ac_w"] / 1000,
-        max_dc_kw=row["vehicle_max_dc_w"] / 1000,
+        battery_kwh=row.vehicle_battery_wh / 1000,
+        max_ac_kw=row.vehicle_max_ac_w / 1000,
+        max_dc_kw=row.vehicle_max_dc_w / 1000,
     )
 
 
@@ -444,28 +447,28 @@ async def _place(
     sid = _uuid(site_id, SiteNotFound())
     cid = _uuid(connector_id, ConnectorNotFound())
     async with pool.acquire() as conn:
-        row = await conn.fetchrow(Q("pricing.connector_for_quote"), cid, sid)
+        row = await queries.connector_for_quote(conn, connector_id=cid, site_id=sid)
         if row is None:
-            if await conn.fetchval(Q("pricing.site_exists"), sid):
+            if await queries.site_exists(conn, site_id=sid):
                 raise ConnectorNotFound()
             raise SiteNotFound()
-        raw = await conn.fetch(Q("pricing.assignments_for"), row["charger_id"], sid)
-    power = row["power_w"] / 1000
+        raw = await queries.assignments_for(conn, charger_id=row.charger_id, site_id=sid)
+    power = row.power_w / 1000
     if vehicle is not None:
-        cap = vehicle.max_ac_kw if row["type"] in AC_TYPES else vehicle.max_dc_kw
+        cap = vehicle.max_ac_kw if row.type in AC_TYPES else vehicle.max_dc_kw
         if cap <= 0:
             raise VehicleIncompatible(
-                f"the vehicle on your profile cannot charge on a {row['type']} connector"
+                f"the vehicle on your profile cannot charge on a {row.type} connector"
             )
         power = min(power, cap)
-    rows = [Assignment(r["tariff_id"], r["charger_level"], r["effective_from"]) for r in raw]
-    return _Place(tz=ZoneInfo(row["timezone"]), power_kw=power, rows=rows)
+    rows = [Assignment(r.tariff_id, r.charger_level, r.effective_from) for r in raw]
+    return _Place(tz=ZoneInfo(row.timezone), power_kw=power, rows=rows)
 
 
 async def _compiled(pool: asyncpg.Pool, book: PriceBook, tariff_id: str) -> engine.CompiledTariff:
     ct = book.tariffs.get(tariff_id)
     if ct is None:  # published a moment ago and not heard yet
-        rows = await pool.fetch(Q("pricing.current_versions"), [uuid.UUID(tariff_id)])
+        rows = await queries.current_versions(pool, tariff_ids=[uuid.UUID(tariff_id)])
         if not rows:
             raise NoTariff()
         ct = engine.compile_tariff(tariff_from_row(rows[0]))
@@ -619,22 +622,24 @@ async def tariff_for_session(conn: Connection, connector_id: str, at: datetime) 
     """The tariff version a session starting `at` on this connector locks (store its
     `tariff_id` and `version` on the session; bill it later with `tariff_version`)."""
     cid = _uuid(connector_id, ConnectorNotFound())
-    row = await conn.fetchrow(Q("pricing.connector_owner"), cid)
-    if row is None:
+    owner = await queries.connector_owner(conn, connector_id=cid)
+    if owner is None:
         raise ConnectorNotFound()
-    raw = await conn.fetch(Q("pricing.assignments_for"), row["charger_id"], row["site_id"])
-    rows = [Assignment(r["tariff_id"], r["charger_level"], r["effective_from"]) for r in raw]
+    raw = await queries.assignments_for(conn, charger_id=owner.charger_id, site_id=owner.site_id)
+    rows = [Assignment(r.tariff_id, r.charger_level, r.effective_from) for r in raw]
     tariff_id = effective_at(rows, at)
     if tariff_id is None:
         return None
-    return tariff_from_row(
-        await conn.fetchrow(Q("pricing.get_version"), uuid.UUID(tariff_id), None)
-    )
+    row = await queries.get_version(conn, tariff_id=uuid.UUID(tariff_id), version=None)
+    assert row is not None  # an assigned tariff exists (foreign key) with its current version
+    return tariff_from_row(row)
 
 
 async def tariff_version(conn: Connection, tariff_id: str, version: int) -> Tariff:
     """One stored (immutable) tariff version, e.g. the one a session locked at start."""
-    row = await conn.fetchrow(Q("pricing.get_version"), _uuid(tariff_id, TariffNotFound()), version)
+    row = await queries.get_version(
+        conn, tariff_id=_uuid(tariff_id, TariffNotFound()), version=version
+    )
     if row is None:
         raise TariffNotFound()
     return tariff_from_row(row)

@@ -155,7 +155,7 @@ SELECT count(*) FROM operator_alerts WHERE acknowledged_at IS NULL;
 
 -- name: list_alerts
 -- A page of alerts, newest first, optionally by kind and only the open ones.
-SELECT a.alert_id, a.charger_id, c.charge_point_id, a.kind, a.reason, a.detail, a.raised_at,
+SELECT a.alert_id, a.charger_id::text AS charger_id, c.charge_point_id, a.kind, a.reason, a.detail, a.raised_at,
        a.acknowledged_at, a.delivered_at
 FROM operator_alerts a JOIN chargers c ON c.charger_id = a.charger_id
 WHERE ($1::text IS NULL OR a.kind = $1)
