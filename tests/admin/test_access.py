@@ -76,6 +76,18 @@ ROUTES += [
 ROUTES += [
     ("GET", "/admin/v1/analytics/usage", "/admin/v1/analytics/usage", READ, None),
     ("GET", "/admin/v1/tariff-assignments", "/admin/v1/tariff-assignments", READ, None),
+    (
+        "POST",
+        "/admin/v1/tariff-previews",
+        "/admin/v1/tariff-previews",
+        READ,
+        {
+            "tariff": TARIFF,
+            "timezone": "UTC",
+            "from": "2026-01-01T00:00:00Z",
+            "to": "2026-01-02T00:00:00Z",
+        },
+    ),
 ]
 ROUTES += [
     (
