@@ -368,7 +368,8 @@ class SimCharger:
             self._load_count += 1
             conns = list(self.connectors.values())
             conn = conns[self._load_count % len(conns)]
-            if self._rng.random() < status_share:
+            # (a reserved connector keeps its status: nobody else plugs in there)
+            if self._rng.random() < status_share and conn.reservation is None:
                 status = statuses[1] if conn.status == statuses[0] else statuses[0]
                 conn.status = status
                 payload = self.status_payload(conn.connector_id, status, conn.error_code)
