@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from app.core.settings import ROOT
 
 log = logging.getLogger("app.payments.localstripe")
 
-DEMO_SECRET_KEY = "sk_test_voltway_localstripe"
+DEMO_SECRET_KEY = "sk_test_voltway_localstripe"  # noqa: S105 - a fake server's key
 WEBHOOK_ID = "voltway"
 WEBHOOK_EVENTS = (
     "payment_intent.succeeded",
@@ -55,9 +56,12 @@ class LocalStripe:
 
     def start(self, timeout_s: float = 20.0) -> dict[str, str]:
         self.port = self.port or free_port()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
-        )}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p
+            ),
+        }
         out = subprocess.DEVNULL
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,10 +126,50 @@ def register_webhook(
             raise RuntimeError(f"localstripe refused the webhook: {answer.status}")
 
 
+_demo_api_base = ""
+
+
+def start_localstripe(
+    data_dir: Path, port: int, child_env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """`make run` in demo mode without STRIPE_SECRET_KEY: start localstripe, hand the
+    children its variables (and a webhook secret), and have it send its events to our
+    `POST /webhooks/stripe`. The returned process is stopped with the others."""
+    global _demo_api_base
+    server = LocalStripe(data_dir / "localstripe.log")
+    child_env.update(server.start())
+    secret = os.environ.get("STRIPE_WEBHOOK_SECRET") or "whsec_" + secrets.token_hex(24)
+    child_env["STRIPE_WEBHOOK_SECRET"] = secret
+    server.register_webhook(f"http://127.0.0.1:{port}/webhooks/stripe", secret)
+    _demo_api_base = server.api_base
+    print(f"demo: localstripe (a fake Stripe) at {server.api_base}", flush=True)
+    assert server.proc is not None
+    return server.proc
+
+
+def tour_lines(base: str) -> list[str]:
+    """What to try with payments in the demo (printed by `make run`)."""
+    auth = '-H "authorization: Bearer $DRIVER_TOKEN"'
+    json_type = "-H 'content-type: application/json'"
+    lines = [
+        "",
+        "Payments (localstripe; DRIVER_TOKEN = access_token from /v1/auth/token):",
+        f"  curl -s -X POST {base}/dev/drivers/me/test-card {auth} {json_type} "
+        '-d \'{"card":"visa"}\'      # or declined_charge (4000000000000341)',
+        f"  curl -s {base}/v1/me/payment-methods {auth}",
+    ]
+    if _demo_api_base:
+        lines.append(
+            f"  curl -s '{_demo_api_base}/v1/payment_intents?limit=5' -u {DEMO_SECRET_KEY}:"
+            "   # the holds and captures, as Stripe sees them"
+        )
+    return lines
+
+
 def serve(port: int) -> None:
     """Run localstripe's aiohttp app in this process (blocking)."""
     from aiohttp import web
-    from localstripe import resources, server
+    from localstripe import resources, server  # type: ignore[import-untyped]
 
     # Keep the store in memory only (see the module docstring).
     resources.Store.dump_to_disk = lambda self: None  # type: ignore[method-assign]
