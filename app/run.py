@@ -142,6 +142,13 @@ def run() -> int:
 
         platform = start_platform(env["DATABASE_URL"], data_dir(), port, child_env)
 
+    stripe_server = None
+    if demo and not os.environ.get("STRIPE_SECRET_KEY"):
+        # A local localstripe (sets STRIPE_* for the children, registers our webhook).
+        from app.payments.localstripe import start_localstripe
+
+        stripe_server = start_localstripe(data_dir(), port, child_env)
+
     venv_bin = Path(sys.executable).parent
     procs: list[subprocess.Popen[bytes]] = [
         subprocess.Popen(  # noqa: S603 - our own entry points
@@ -170,6 +177,8 @@ def run() -> int:
 
     if platform is not None:
         procs.append(platform)
+    if stripe_server is not None:
+        procs.append(stripe_server)
     stopping = False
 
     def stop(*_: object) -> None:
@@ -187,6 +196,10 @@ def run() -> int:
             from app.connectivity.demo import tour_lines
 
             print("\n".join(tour_lines(f"http://127.0.0.1:{port}", data_dir())), flush=True)
+        if stripe_server is not None:
+            from app.payments.localstripe import tour_lines as payment_lines
+
+            print("\n".join(payment_lines(f"http://127.0.0.1:{port}")), flush=True)
         if demo:
             from app.reservations.demo import tour_lines as reservation_lines
 
