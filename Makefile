@@ -11,7 +11,7 @@ REQUIRE_KERNEL ?= 1
 export REQUIRE_KERNEL
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt openapi openapi-check bench bench-import bench-ocpp clean
+.PHONY: help run test lint fmt openapi openapi-check bench bench-import bench-ocpp clean browser
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,10 +30,25 @@ node_modules/.installed: package.json $(wildcard package-lock.json)
 	npm install --no-audit --no-fund
 	@touch $@
 
+# Debian's Chromium for the pricing page's browser tests (tests/admin_page): Playwright
+# drives it through `executable_path`, so no browser build is downloaded. Where it cannot
+# be installed (no apt-get, not root) those tests skip with a loud message.
+CHROMIUM ?= /usr/bin/chromium
+APT := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || (command -v sudo >/dev/null && echo "sudo -n apt-get"))
+browser: ## install Debian's chromium for the browser tests (idempotent)
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif command -v apt-get >/dev/null && [ -n "$(APT)" ]; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  DEBIAN_FRONTEND=noninteractive $(APT) install -y -q chromium >/dev/null 2>&1 \
+	  || (DEBIAN_FRONTEND=noninteractive $(APT) update -q >/dev/null 2>&1 \
+	      && DEBIAN_FRONTEND=noninteractive $(APT) install -y -q chromium >/dev/null 2>&1) \
+	  || echo "!!! could not install chromium: the browser tests (tests/admin_page) will be SKIPPED"; \
+	else echo "!!! no $(CHROMIUM) and no apt-get as root: the browser tests (tests/admin_page) will be SKIPPED"; fi
+
 run: $(STAMP) $(KERNEL) ## API (2 workers, :8000) + arq worker + demo fleet; embedded PG/Valkey unless DATABASE_URL/REDIS_URL
 	$(BIN)/python -m app run
 
-test: $(STAMP) $(KERNEL) node_modules/.installed lint openapi-check ## lint, OpenAPI drift check, then the test suite (real PostgreSQL + Redis)
+test: $(STAMP) $(KERNEL) node_modules/.installed browser lint openapi-check ## lint, OpenAPI drift check, then the test suite (real PostgreSQL + Redis)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
