@@ -73,6 +73,7 @@ def _print_tour(port: int, creds: dict[str, object] | None) -> None:
         "",
         "Voltway is running.",
         f"  API docs        {base}/schema   (Swagger: {base}/schema/swagger)",
+        f"  pricing page    {base}/admin/   (staff sign-in: email, password, TOTP code)",
         f"  health          curl -s {base}/health/ready",
         f"  metrics         curl -s {base}/metrics | head",
     ]
@@ -84,6 +85,8 @@ def _print_tour(port: int, creds: dict[str, object] | None) -> None:
             f"  password        {creds['password']}",
             f"  TOTP secret     {creds['totp_secret']}",
             f"  otpauth URI     {creds['otpauth_uri']}",
+            f"  pricing page    {base}/admin/ with this email and password and the code"
+            " your authenticator shows for the secret (or the CODE line below)",
             "",
             "Try next:",
             "  CODE=$(.venv/bin/python -c \"import pyotp;print(pyotp.TOTP('"
