@@ -17,6 +17,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from app.admin import routes as admin_routes
+from app.admin_page import routes as admin_page_routes
 from app.analytics import routes as analytics_routes
 from app.chargers import routes as charger_routes
 from app.connectivity import routes as connectivity_routes
@@ -40,8 +41,8 @@ from app.notifications import routes as notification_routes
 from app.payments import routes as payment_routes
 from app.pricing import routes as pricing_routes
 from app.reservations import routes as reservation_routes
-
 from app.sessions import routes as session_routes
+
 ROUTES: list[Any] = [
     *health_routes.ROUTES,
     *admin_routes.ROUTES,
@@ -54,19 +55,20 @@ ROUTES: list[Any] = [
     *pricing_routes.ROUTES,
     *reservation_routes.ROUTES,
     *analytics_routes.ROUTES,
+    *admin_page_routes.ROUTES,
     *payment_routes.ROUTES,
+    *session_routes.ROUTES,
 ]
 # Domain lifespans run after the core one (pool, Redis) has started.
-    *session_routes.ROUTES,
 LIFESPANS: list[Any] = [
     connectivity_routes.lifespan,
     charger_routes.lifespan,
     pricing_routes.lifespan,
     discovery_routes.lifespan,
     payment_routes.lifespan,
+    session_routes.lifespan,  # after payments and chargers (uses both)
     gc_policy.lifespan,  # last: freezes what start-up loaded
 ]
-    session_routes.lifespan,  # after payments and chargers (uses both)
 
 # Outermost first: request id + metrics around everything, then Idempotency-Key replays.
 MIDDLEWARE: list[Any] = [
