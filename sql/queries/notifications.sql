@@ -210,12 +210,13 @@ WHERE a.alert_id = $1;
 -- One channel of an operator alert is done (delivered, failed or skipped); the alert counts as delivered from the first delivery.
 WITH d AS (
     UPDATE operator_alert_deliveries
-    SET status = $3, attempts = attempts + $4, last_error = $5, message_id = COALESCE($6, message_id),
-        delivered_at = CASE WHEN $3 = 'delivered' THEN $7 END
+    SET status = $3, attempts = attempts + $4, last_error = $5,
+        message_id = COALESCE($6::uuid, message_id),
+        delivered_at = CASE WHEN $3 = 'delivered' THEN $7::timestamptz END
     WHERE alert_id = $1 AND channel = $2 AND status = 'pending'
     RETURNING alert_id, status
 )
-UPDATE operator_alerts a SET delivered_at = COALESCE(a.delivered_at, $7)
+UPDATE operator_alerts a SET delivered_at = COALESCE(a.delivered_at, $7::timestamptz)
 FROM d WHERE a.alert_id = d.alert_id AND d.status = 'delivered';
 
 -- name: operator_delivery_failed_once

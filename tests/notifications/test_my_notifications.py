@@ -1,0 +1,76 @@
+"""`GET /v1/me/notifications`: the driver's own alerts, newest first, paged by cursor."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from app.core.settings import Settings
+from app.notifications.alerts import queue_alert
+from tests.factories import make_driver
+from tests.notifications.helpers import make_charging_session
+
+KINDS = ["session_started", "soc_80", "ten_minutes_left", "session_complete", "idle_fee_warning"]
+
+
+async def test_newest_first_paged_and_only_the_drivers_own(
+    client: AsyncTestClient[Litestar], db: asyncpg.Connection, settings: Settings
+) -> None:
+    me = await make_driver(db, settings, phone="+447700900123")
+    other = await make_driver(db, settings, phone="+447700900456")
+    t0 = datetime.now(UTC) - timedelta(hours=1)
+    mine = await make_charging_session(db, driver_id=me["driver_id"])
+    theirs = await make_charging_session(db, driver_id=other["driver_id"])
+    for i, kind in enumerate(KINDS):
+        await queue_alert(
+            db,
+            kind=kind,
+            driver_id=me["driver_id"],
+            now=t0 + timedelta(minutes=i),
+            session_id=mine["session_id"],
+        )
+    await queue_alert(
+        db, kind="soc_80", driver_id=other["driver_id"], now=t0, session_id=theirs["session_id"]
+    )
+    headers = {"Authorization": f"Bearer {me['access_token']}"}
+    r = await client.get("/v1/me/notifications?limit=2", headers=headers)
+    assert r.status_code == 200, r.text
+    page = r.json()
+    seen = [i["kind"] for i in page["items"]]
+    while page["next_cursor"]:
+        r = await client.get(
+            f"/v1/me/notifications?limit=2&cursor={page['next_cursor']}", headers=headers
+        )
+        page = r.json()
+        seen += [i["kind"] for i in page["items"]]
+    assert seen == list(reversed(KINDS))
+    item = r.json()["items"][-1]
+    assert set(item) == {
+        "notification_id",
+        "kind",
+        "session_id",
+        "reservation_id",
+        "body",
+        "status",
+        "created_at",
+        "sent_at",
+    }
+    assert item["session_id"] == str(mine["session_id"])
+    assert item["status"] == "queued"
+    assert item["sent_at"] is None
+
+
+async def test_needs_a_driver_token_and_a_valid_cursor(
+    client: AsyncTestClient[Litestar], db: asyncpg.Connection, settings: Settings
+) -> None:
+    assert (await client.get("/v1/me/notifications")).status_code == 401
+    me = await make_driver(db, settings, phone="+447700900123")
+    r = await client.get(
+        "/v1/me/notifications?cursor=not-a-cursor",
+        headers={"Authorization": f"Bearer {me['access_token']}"},
+    )
+    assert r.status_code == 422
+    assert r.json()["code"] == "validation_failed"
