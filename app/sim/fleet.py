@@ -342,6 +342,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--meter-interval", type=float, default=60.0, help="simulated s between MeterValues"
     )
+    parser.add_argument(
+        "--charge-factor",
+        type=float,
+        default=1.0,
+        help="demo: cars charge N times faster (timestamps stay real)",
+    )
     parser.add_argument("--response-timeout", type=float, default=30.0)
     parser.add_argument("--validate", action="store_true", help="schema-check our own CALLs")
     parser.add_argument("--no-cars", action="store_true", help="RemoteStart without a car")
@@ -378,6 +384,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     options = SimOptions(
         speedup=args.speedup,
         meter_interval_s=args.meter_interval,
+        charge_factor=args.charge_factor,
         response_timeout_s=args.response_timeout,
         validate_messages=args.validate,
     )

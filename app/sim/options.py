@@ -61,6 +61,9 @@ class SimOptions:
     # Simulated time runs `speedup` times faster than the event loop's (charging only).
     speedup: float = 1.0
     meter_interval_s: float = 60.0  # simulated seconds between MeterValues while charging
+    # Demo only: the car charges this many times faster than physics while the clock (and
+    # every timestamp) stays real, so started → 80 % → complete fit in a few minutes.
+    charge_factor: float = 1.0
     response_timeout_s: float = 30.0  # how long our CALLs wait for the central system
     open_timeout_s: float = 30.0
     ping_interval_s: float | None = None  # WebSocket pings (OCPP heartbeats run anyway)

@@ -120,7 +120,7 @@ async def charge(ch: SimCharger, conn: Connector, tx: Transaction, plan: Session
                 await ch._update_status(conn, CHARGING)
             conn.power_w = 0.0
         else:
-            energy, power, soc = vehicle.step(dt)
+            energy, power, soc = vehicle.step(dt * opts.charge_factor)
             conn.meter_wh += energy
             conn.power_w = power
             if plan.report_soc:
