@@ -89,6 +89,25 @@ class Site:
     def http(self) -> httpx.AsyncClient:
         return self.srv.http
 
+    async def use_tariff(self, elements: list[dict[str, Any]], *, vat: str = "0") -> str:
+        """Publish a tariff and put it in force at the site from now; returns its id."""
+        body = {"name": "Test", "currency": "EUR", "vat_percent": vat, "elements": elements}
+        r = await self.http.post("/admin/v1/tariffs", json=body, headers=auth(self.admin))
+        assert r.status_code == 201, r.text
+        tariff_id: str = r.json()["tariff_id"]
+        now = await self.db.fetchval("SELECT now() - interval '1 second'")
+        r = await self.http.post(
+            "/admin/v1/tariff-assignments",
+            json={
+                "tariff_id": tariff_id,
+                "site_id": self.site_id,
+                "effective_from": now.isoformat(),
+            },
+            headers=auth(self.admin),
+        )
+        assert r.status_code == 201, r.text
+        return tariff_id
+
     async def connect(self, options: SimOptions | None = None) -> SimCharger:
         sim = SimCharger(
             self.srv.ocpp_url, CPID, PASSWORD, connectors=[1, 2], options=options or charging_sim()

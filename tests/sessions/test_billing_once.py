@@ -1,0 +1,166 @@
+"""A StopTransaction that arrives late (queued while the charger was offline, with
+`transactionData`) or twice bills once; a price change during a session does not touch
+its bill."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from app.chargers import service as chargers
+from app.chargers.service import ChargerIdentity
+from tests.factories import auth
+from tests.sessions.conftest import CPID, Site, charging_sim
+
+HALF_EURO_PER_KWH = [{"price_components": [{"type": "ENERGY", "price": "0.50", "step_size": 1}]}]
+
+
+async def _charging(world: Site) -> tuple[Any, dict[str, Any], str]:
+    sim = await world.connect(charging_sim(remote_start_plan=None))  # meter values by hand
+    driver = await world.driver()
+    r = await world.start(driver)
+    assert r.status_code == 201, r.text
+    sid = r.json()["session_id"]
+    await world.until(driver, sid, lambda v: v["status"] == "CHARGING")
+    return sim, driver, sid
+
+
+async def _bills(world: Site, sid: str) -> int:
+    return int(
+        await world.db.fetchval(
+            "SELECT count(*) FROM session_bills WHERE session_id = $1::uuid", sid
+        )
+    )
+
+
+async def _capture_decisions(world: Site, sid: str) -> list[int]:
+    rows = await world.db.fetch(
+        "SELECT c.amount_minor FROM payment_captures c JOIN payments p USING (payment_intent_id) "
+        "WHERE p.session_id = $1::uuid",
+        sid,
+    )
+    return [r["amount_minor"] for r in rows]
+
+
+async def test_a_late_stop_after_a_reconnect_and_a_repeated_one_bill_once(world: Site) -> None:
+    await world.use_tariff(HALF_EURO_PER_KWH)
+    sim, driver, sid = await _charging(world)
+    tx = sim.transaction(1)
+    assert tx is not None
+    start = tx.meter_start_wh
+    await sim.send_meter_values(1, energy_wh=start + 2_000, power_w=22_000)
+
+    # The cable to the network is cut; the charger keeps charging and queues its messages.
+    sim.drop_connection(reconnect=False)
+    await sim.wait_until(lambda: not sim.online, 5)
+    await sim.send_meter_values(1, energy_wh=start + 4_000, power_w=22_000, wait=False)
+    await sim.send_meter_values(1, energy_wh=start + 6_000, power_w=22_000, wait=False)
+    await sim.stop_transaction(1, reason="EVDisconnected", wait=False)
+    view = await world.session(driver, sid)
+    assert (view["status"], view["receipt"]) == ("CHARGING", None)
+
+    sim.reconnect()
+    await sim.wait_online(10)
+    await sim.flush(10)
+    done = await world.until(driver, sid, lambda v: v["receipt"] is not None)
+    assert done["status"] == "COMPLETED"
+    assert done["energy_kwh"] == 6.0
+    assert done["receipt"]["total_minor"] == 300
+    assert await _bills(world, sid) == 1
+    assert await _capture_decisions(world, sid) == [300]
+
+    # The same StopTransaction again, twice at once (the charger never saw the answer).
+    charger = ChargerIdentity(
+        await world.db.fetchval("SELECT charger_id FROM chargers WHERE charge_point_id = $1", CPID),
+        CPID,
+        None,
+    )
+    again = [
+        chargers.stop_transaction(
+            world.srv.app.state.pool,
+            charger,
+            transaction_id=tx.transaction_id,
+            meter_stop=start + 9_000,  # even with other numbers
+            stopped_at=datetime.now(UTC),
+            reason="EVDisconnected",
+            transaction_data=[
+                {
+                    "timestamp": datetime.now(UTC).isoformat(),
+                    "sampled_value": [{"value": str(start + 9_000)}],
+                }
+            ],
+        )
+        for _ in range(2)
+    ]
+    assert await asyncio.gather(*again) == ["Accepted", "Accepted"]
+    after = await world.session(driver, sid)
+    assert after["receipt"] == done["receipt"]
+    assert after["energy_kwh"] == 6.0
+    assert await _bills(world, sid) == 1
+    assert await _capture_decisions(world, sid) == [300]
+    await world.run_jobs()
+    assert (await world.session(driver, sid))["payment"]["captured_minor"] == 300
+
+
+async def test_two_stops_at_once_bill_once(world: Site) -> None:
+    await world.use_tariff(HALF_EURO_PER_KWH)
+    sim, _driver, sid = await _charging(world)
+    tx = sim.transaction(1)
+    assert tx is not None
+    charger = ChargerIdentity(
+        await world.db.fetchval("SELECT charger_id FROM chargers WHERE charge_point_id = $1", CPID),
+        CPID,
+        None,
+    )
+    stops = [
+        chargers.stop_transaction(
+            world.srv.app.state.pool,
+            charger,
+            transaction_id=tx.transaction_id,
+            meter_stop=tx.meter_start_wh + 1_000 * n,
+            stopped_at=datetime.now(UTC),
+            reason="Local",
+            transaction_data=None,
+        )
+        for n in (1, 2, 3, 4)
+    ]
+    await asyncio.gather(*stops)
+    assert await _bills(world, sid) == 1
+    assert len(await _capture_decisions(world, sid)) == 1
+    total = await world.db.fetchval(
+        "SELECT total_minor FROM charging_sessions WHERE session_id = $1::uuid", sid
+    )
+    assert total in (50, 100, 150, 200)
+    assert await _capture_decisions(world, sid) == [total]
+
+
+async def test_a_price_change_during_the_session_does_not_change_its_bill(world: Site) -> None:
+    tariff_id = await world.use_tariff(HALF_EURO_PER_KWH)
+    sim, driver, sid = await _charging(world)
+    tx = sim.transaction(1)
+    assert tx is not None
+    await sim.send_meter_values(1, energy_wh=tx.meter_start_wh + 3_000, power_w=22_000)
+    # The pricing admin raises the price: version 2 applies to sessions starting from now.
+    body = {
+        "name": "Test",
+        "currency": "EUR",
+        "vat_percent": "0",
+        "elements": [{"price_components": [{"type": "ENERGY", "price": "0.90", "step_size": 1}]}],
+    }
+    r = await world.http.put(f"/admin/v1/tariffs/{tariff_id}", json=body, headers=auth(world.admin))
+    assert r.status_code == 200, r.text
+    assert r.json()["version"] == 2
+    await sim.send_meter_values(1, energy_wh=tx.meter_start_wh + 10_000, power_w=22_000)
+    live = await world.session(driver, sid)
+    assert live["cost_so_far_minor"] == 500
+    assert live["tariff_version"] == 1
+    await sim.stop_transaction(1, reason="Local")
+    done = await world.until(driver, sid, lambda v: v["receipt"] is not None)
+    assert done["receipt"]["total_minor"] == 500
+    assert {line["unit_price"] for line in done["receipt"]["lines"]} == {"0.50"}
+    assert done["receipt"]["tariff_version"] == 1
+    # The next session starts on version 2.
+    r = await world.start(driver)
+    assert r.status_code == 201, r.text
+    assert r.json()["tariff_version"] == 2
