@@ -207,6 +207,9 @@ def run() -> int:
             from app.reservations.demo import tour_lines as reservation_lines
 
             print("\n".join(reservation_lines(f"http://127.0.0.1:{port}")), flush=True)
+            from app.sessions.demo import tour_lines as session_lines
+
+            print("\n".join(session_lines(f"http://127.0.0.1:{port}")), flush=True)
     else:
         stopping = True
     while not stopping and all(p.poll() is None for p in procs):

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 import msgspec
+from prometheus_client import Histogram
 
 from app.chargers.commands import CommandClient, CommandError
 from app.core import outbox
@@ -83,6 +85,36 @@ HOLD_LOW_JOB: Final = "session_hold_low"
 SHOWN: Final = frozenset({"online", "degraded"})  # connectivity states a start may use
 AC_TYPES: Final = frozenset({"TYPE2"})
 SWEEP_BATCH: Final = 200
+
+START_SECONDS = Histogram(
+    "session_start_seconds",
+    "POST /v1/sessions by stage: reserve (checks, tariff lock, STARTING row), hold (Stripe"
+    " PaymentIntent confirmed and recorded), remote_start (hold in place → the charger's"
+    " answer to RemoteStartTransaction, an upper bound of its arrival at the charger)",
+    ["stage"],
+    buckets=(
+        0.001,
+        0.002,
+        0.003,
+        0.005,
+        0.0075,
+        0.01,
+        0.015,
+        0.02,
+        0.03,
+        0.05,
+        0.075,
+        0.1,
+        0.15,
+        0.2,
+        0.3,
+        0.5,
+        1.0,
+        2.5,
+        5.0,
+        10.0,
+    ),
+)
 
 
 # --- Errors --------------------------------------------------------------------------
@@ -205,6 +237,7 @@ async def start(
     """`POST /v1/sessions` (see the module docstring for the steps)."""
     driver = uuid.UUID(driver_id)
     connector_id = _uuid(body.connector_id, ConnectorNotFound())
+    t0 = time.perf_counter()
     async with pool.acquire() as conn:
         async with conn.transaction():
             k = await queries.connector_for_start(conn, connector_id=connector_id)
@@ -251,6 +284,8 @@ async def start(
                     )
             except asyncpg.UniqueViolationError:
                 raise SessionActive() from None
+        t1 = time.perf_counter()
+        START_SECONDS.labels("reserve").observe(t1 - t0)
         amount = rt.settings.payment_hold_minor
         try:
             await _hold(conn, rt, new.session_id, driver, amount, tariff.currency, 1, now)
@@ -264,6 +299,8 @@ async def start(
             with contextlib.suppress(Exception):
                 await _fail(conn, new.session_id, "payments_unavailable", rt.clock.now())
             raise
+    held = time.perf_counter()
+    START_SECONDS.labels("hold").observe(held - t1)
     rt.spawn(
         remote_start(
             pool,
@@ -272,6 +309,7 @@ async def start(
             charge_point_id=k.charge_point_id,
             connector_no=k.connector_no,
             id_tag=tag,
+            held_at=held,
         )
     )
     return SessionStarted(
@@ -349,6 +387,7 @@ async def remote_start(
     charge_point_id: str,
     connector_no: int,
     id_tag: str,
+    held_at: float | None = None,
 ) -> str:
     """RemoteStartTransaction for a session whose hold is in place; anything but
     `Accepted` fails the session and releases the hold. Returns what happened."""
@@ -359,6 +398,8 @@ async def remote_start(
             connector_id=connector_no,
             timeout_s=rt.settings.session_remote_start_timeout_s,
         )
+        if held_at is not None:
+            START_SECONDS.labels("remote_start").observe(time.perf_counter() - held_at)
         outcome = "accepted" if result.status == "Accepted" else "charger_rejected"
     except CommandError as exc:
         outcome = "charger_no_answer" if exc.code in ("Timeout", "Unreachable") else "charger_error"

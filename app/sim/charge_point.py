@@ -368,6 +368,8 @@ class SimCharger:
             self._load_count += 1
             conns = list(self.connectors.values())
             conn = conns[self._load_count % len(conns)]
+            if conn.transaction is not None or conn.claimed:
+                return  # a car charges here: its own status and meter values only
             # (a reserved connector keeps its status: nobody else plugs in there)
             if self._rng.random() < status_share and conn.reservation is None:
                 status = statuses[1] if conn.status == statuses[0] else statuses[0]
