@@ -56,8 +56,8 @@ export function diffTariff(before, after) {
 export function summarise(entry, names = {}) {
   const { action, before, after } = entry;
   if (action === 'tariff.create' || action === 'tariff.update') {
-    const v = after && after.version ? `v${before ? before.version : 0} → v${after.version}: ` : '';
-    return v + diffTariff(before, after).join('; ');
+    if (!before) return `version ${after.version}: ${describeTariff(after).join('; ')}`;
+    return `v${before.version} → v${after.version}: ${diffTariff(before, after).join('; ')}`;
   }
   if (action === 'tariff.assign' && after) {
     const where = after.site_id ? (names[after.site_id] || `site ${after.site_id}`) : (names[after.charger_id] || `charger ${after.charger_id}`);

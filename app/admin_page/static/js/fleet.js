@@ -9,6 +9,7 @@ const STATES = ['quarantined', 'offline', 'degraded', 'online'];
 let built = false;
 let els = {};
 let current = 'quarantined';
+let picked = false; // the operator chose a tab: keep it
 const LIMIT = 200;
 const tz = Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
 
@@ -35,9 +36,10 @@ async function refresh() {
   try {
     const pages = await Promise.all(STATES.map((s) => api('GET', '/admin/v1/fleet/chargers', { query: { connectivity: s, limit: LIMIT } })));
     const by = Object.fromEntries(STATES.map((s, i) => [s, pages[i]]));
+    if (!picked && !by[current].items.length) current = STATES.find((s) => by[s].items.length) || current;
     mount(els.tabs, STATES.map((s) => h('button', {
       type: 'button', 'aria-pressed': String(s === current), id: `fleet-tab-${s}`,
-      onclick: () => { current = s; refresh(); },
+      onclick: () => { current = s; picked = true; refresh(); },
     }, `${s} (${by[s].items.length}${by[s].next_cursor ? '+' : ''})`)));
     renderList(by[current]);
     const alerts = await api('GET', '/admin/v1/alerts', { query: { open: 'true', limit: 100 } });
