@@ -844,6 +844,8 @@ async def list_for_admin(
     cursor: str | None,
 ) -> AdminSessionPage:
     after = decode_cursor(cursor, tuple[CursorTime, uuid.UUID])
+    start_from = None if start_from is None else pricing.aware(start_from, "from")
+    start_to = None if start_to is None else pricing.aware(start_to, "to")
     site = None
     if site_id is not None:
         try:
