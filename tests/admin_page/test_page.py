@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -79,8 +80,6 @@ async def sign_in(page: Any, base: str, who: dict[str, Any], console: Console) -
 
 
 async def expected_bands(base: str, token: str, tariff_id: str, day: str, days: int = 1) -> int:
-    from zoneinfo import ZoneInfo
-
     tz = ZoneInfo("Europe/Berlin")
     start = datetime.fromisoformat(day).replace(tzinfo=tz)
     end = (start.replace(tzinfo=None) + timedelta(days=days)).replace(tzinfo=tz)
@@ -334,5 +333,36 @@ async def test_keyboard_sign_in_and_wrong_code(
     await page.keyboard.press("Enter")
     await page.wait_for_selector("#price-chart canvas")
     assert await page.locator("#new-tariff").count() == 1
+
+    # Assign the tariff to one charger (charger-level) from the form.
+    await page.select_option("#assign-level", "charger")
+    await page.select_option("#assign-target", label="CP-PARK-1 — Berlin Park")
+    await page.click("#assign-btn")
+    await page.wait_for_function(
+        "() => document.querySelector('#assignments caption').textContent.startsWith('3 ')"
+    )
+    assert "CP-PARK-1 at Berlin Park" in await page.inner_text("#assignments")
+
+    # Schedule an edit: a new tariff, assigned from then on wherever this one applies.
+    await page.fill(f"#{PEAK_PRICE}", "0.5900")
+    await page.click("#preview-btn")
+    await page.wait_for_selector("#quote-compare")
+    start = datetime.now(UTC) + timedelta(days=2)
+    local = start.astimezone(ZoneInfo("Europe/Berlin")).strftime("%Y-%m-%dT%H:%M")
+    await page.fill("#schedule-at", local)
+    await page.click("#schedule-btn")
+    await page.wait_for_function(
+        "() => document.querySelector('#publish-status').textContent.startsWith('Scheduled')"
+    )
+    assert "at 2 sites and 1 charger" in await page.inner_text("#publish-status")
+    await shot(page, "11-scheduled")
+    await page.get_by_role("button", name="Open it").click()
+    await page.wait_for_function(
+        "() => document.querySelectorAll('#assignments .pill.scheduled').length === 3"
+    )
+    async with httpx.AsyncClient(base_url=live) as c:
+        r = await c.get("/admin/v1/tariffs", headers=auth(data["token"]))
+    names = [t["name"] for t in r.json()["items"]]
+    assert any(n.startswith("Berlin day/night/peak (demo) (from ") for n in names)
     assert console.errors == []
     assert console.http == [(401, f"{live}/admin/v1/auth/login")]
