@@ -11,7 +11,6 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from app.chargers.commands import CommandClient
-from app.core import outbox
 from app.core.auth import requires_driver
 from app.core.deps import ClockDep, Db, Driver
 from app.core.errors import PROBLEM_JSON, Problem
@@ -136,12 +135,16 @@ class ReservationController(Controller):
         )
         background = None
         if job is not None:  # runs after the response, i.e. after the commit
+            commands: CommandClient = state.ocpp_commands
             background = BackgroundTask(
-                outbox.enqueue_now,
-                state.redis,
+                service.release_after_commit,
                 state.pool,
+                commands,
+                state.redis,
                 state.settings,
-                [(job.outbox_id, job.job, job.args)],
+                job,
+                now=clock.now(),
+                config=_config(state),
             )
         return Response(reservation, status_code=200, background=background)
 

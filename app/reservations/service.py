@@ -32,11 +32,13 @@ from typing import Any, Final
 
 import asyncpg
 import msgspec
+from redis.asyncio import Redis
 
 from app.chargers.commands import CommandClient, CommandError
 from app.core import outbox
 from app.core.errors import DomainError, FieldError, NotFound, ValidationFailed
 from app.core.pagination import CursorTime, decode_cursor, encode_cursor
+from app.core.settings import Settings
 from app.core.sql import Executor
 from app.reservations import queries as q
 from app.reservations import slots
@@ -387,6 +389,35 @@ async def _enqueue_release(db: Executor, row: ReservationRow) -> QueuedJob | Non
         db, job=RELEASE_JOB, args=args, dedupe_key=f"reservations:release:{row.reservation_id}"
     )
     return None if outbox_id is None else QueuedJob(outbox_id=outbox_id, job=RELEASE_JOB, args=args)
+
+
+async def release_after_commit(
+    pool: asyncpg.Pool,
+    commands: CommandClient,
+    redis: Redis,
+    settings: Settings,
+    job: QueuedJob,
+    *,
+    now: datetime,
+    config: ReservationsConfig,
+) -> None:
+    """After a cancel has committed (a background task of the response): CancelReservation
+    from this process at once, so the connector is free at the charger within
+    milliseconds; only if that does not settle it is the outbox job handed to arq."""
+    outcome = "error"
+    with contextlib.suppress(OSError, asyncpg.PostgresError):
+        async with pool.acquire() as conn:
+            outcome = await release_at_charger(
+                conn,
+                commands,
+                reservation_id=uuid.UUID(job.args["reservation_id"]),
+                now=now,
+                config=config,
+            )
+            if outcome in ("Accepted", "Rejected", "nothing"):
+                await outbox.mark_done(conn, job.outbox_id)
+                return
+    await outbox.enqueue_now(redis, pool, settings, [(job.outbox_id, job.job, job.args)])
 
 
 async def release_at_charger(

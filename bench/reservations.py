@@ -1,0 +1,392 @@
+"""Reservations bench: N drivers racing over M connectors through the real service
+(`python -m app run`, APP_DEMO=0, 2 API workers + the arq worker, real PostgreSQL and
+Redis), with every charger simulated over OCPP (`app.sim`) answering ReserveNow.
+
+Each driver loops for `--seconds`: hold a random connector (POST /v1/reservations); when
+it gets one, keep it a moment and cancel it (DELETE; the charger receives
+CancelReservation). It reports
+
+- holds the chargers accepted per second (201s), attempts per second, cancels per second;
+- latency p50/p99 of an accepted hold (TARGETS.md: p99 ≤ 100 ms), of a refused one (409)
+  and of a cancel; beside them, in the same run, `GET /health/live` under the same
+  concurrency (the machine's own floor);
+- the proof that no connector was double-booked: per connector, the holds the drivers were
+  given never overlap (each driver holds from the 201 it received until it sends its
+  DELETE — both live in the database for at least that long, so an overlap here would be
+  two live holds at once), every 201 is one row in the database, every row is CANCELLED at
+  the end, and no two live reservations of one connector overlap.
+
+    make bench-reservations      # or: .venv/bin/python bench/reservations.py --drivers 200 --connectors 100
+
+Uses DATABASE_URL / REDIS_URL when set (a fresh database `voltway_bench_reservations` on
+that server), else the embedded servers. Targets (TARGETS.md): 0 double bookings, ≥ 200
+reservations/s, p99 ≤ 100 ms for a hold the charger accepts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import random
+import secrets
+import statistics
+import sys
+import time
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.core.auth import DriverPrincipal, issue_driver_token  # noqa: E402
+from app.core.embedded import Services, dsn_for_database  # noqa: E402
+from app.core.settings import Settings  # noqa: E402
+from app.identity.codes import new_id_tag  # noqa: E402
+from app.sim import SimCharger, SimOptions, connect  # noqa: E402
+from bench._service import admin_token, create_admin, running_service  # noqa: E402
+
+DB_NAME = "voltway_bench_reservations"
+PASSWORD = "bench-reservations-password"
+
+
+def fleet(connectors: int, per_charger: int = 2) -> dict[str, Any]:
+    chargers = max(1, connectors // per_charger)
+    sites = []
+    for s in range(0, chargers, 4):  # four chargers a site
+        sites.append(
+            {
+                "external_id": f"bench-resv-{s:05d}",
+                "name": f"Bench reservations {s}",
+                "address": "Benchstraße 1",
+                "lat": 52.52 + (s % 100) * 0.001,
+                "lon": 13.405 + (s // 100) * 0.001,
+                "timezone": "Europe/Berlin",
+                "chargers": [
+                    {
+                        "charge_point_id": f"BR-{c:05d}",
+                        "ocpp_password": PASSWORD,
+                        "connectors": [
+                            {"connector_no": n + 1, "type": "CCS2", "power_kw": 150}
+                            for n in range(per_charger)
+                        ],
+                    }
+                    for c in range(s, min(s + 4, chargers))
+                ],
+            }
+        )
+    return {"sites": sites}
+
+
+async def reset_database(url: str, name: str) -> str:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return dsn_for_database(url, name)
+
+
+async def make_drivers(db_url: str, settings: Settings, n: int) -> list[str]:
+    """N drivers with a live login each (straight in the database); their access tokens."""
+    conn = await asyncpg.connect(db_url)
+    now = datetime.now(UTC)
+    tokens = []
+    try:
+        for i in range(n):
+            driver_id = await conn.fetchval(
+                "INSERT INTO drivers (phone, id_tag) VALUES ($1, $2) RETURNING driver_id",
+                f"+49152{i:08d}",
+                new_id_tag(),
+            )
+            family_id = await conn.fetchval(
+                "INSERT INTO login_families (driver_id, created_at) VALUES ($1, $2) "
+                "RETURNING family_id",
+                driver_id,
+                now,
+            )
+            principal = DriverPrincipal(driver_id=str(driver_id), family_id=str(family_id))
+            tokens.append(issue_driver_token(settings, principal, now))
+    finally:
+        await conn.close()
+    return tokens
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.accepted: list[float] = []
+        self.refused: list[float] = []
+        self.cancels: list[float] = []
+        self.codes: dict[str, int] = defaultdict(int)
+        # (reservation_id, connector_id, 201 received, DELETE sent) on one monotonic clock
+        self.won: list[tuple[str, str, float, float]] = []
+        self.errors = 0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+async def driver_loop(
+    http: httpx.AsyncClient,
+    token: str,
+    connectors: list[str],
+    stats: Stats,
+    stop_at: float,
+    rng: random.Random,
+    hold_ms: tuple[float, float],
+) -> None:
+    headers = {"authorization": f"Bearer {token}"}
+    while time.monotonic() < stop_at:
+        connector_id = rng.choice(connectors)
+        t0 = time.perf_counter()
+        try:
+            r = await http.post(
+                "/v1/reservations", json={"connector_id": connector_id}, headers=headers
+            )
+        except httpx.HTTPError:
+            stats.errors += 1
+            continue
+        took = time.perf_counter() - t0
+        if r.status_code == 201:
+            held_from = time.perf_counter()
+            stats.accepted.append(took)
+            stats.codes["201"] += 1
+            rid = r.json()["reservation_id"]
+            await asyncio.sleep(rng.uniform(*hold_ms) / 1000)
+            t0 = time.perf_counter()
+            stats.won.append((rid, connector_id, held_from, t0))
+            d = await http.delete(f"/v1/reservations/{rid}", headers=headers)
+            stats.cancels.append(time.perf_counter() - t0)
+            if d.status_code != 200:
+                stats.codes[f"cancel {d.status_code}"] += 1
+        else:
+            stats.refused.append(took)
+            code = r.json().get("code", "?") if r.status_code < 500 else "5xx"
+            stats.codes[f"{r.status_code} {code}"] += 1
+            await asyncio.sleep(rng.uniform(0, 0.01))
+
+
+async def health_floor(http: httpx.AsyncClient, concurrency: int, seconds: float) -> list[float]:
+    lat: list[float] = []
+    stop_at = time.monotonic() + seconds
+
+    async def one() -> None:
+        while time.monotonic() < stop_at:
+            t0 = time.perf_counter()
+            await http.get("/health/live")
+            lat.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(one() for _ in range(concurrency)))
+    return lat
+
+
+async def proof(db_url: str, stats: Stats) -> list[str]:
+    """Everything that would show a double booking; an empty list is the proof."""
+    problems: list[str] = []
+    by_connector: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for _, connector_id, held_from, held_until in stats.won:
+        by_connector[connector_id].append((held_from, held_until))
+    overlaps = 0
+    for held in by_connector.values():
+        held.sort()
+        overlaps += sum(1 for a, b in itertools.pairwise(held) if b[0] < a[1])
+    if overlaps:
+        problems.append(f"{overlaps} times two drivers held one connector at once")
+    conn = await asyncpg.connect(db_url)
+    try:
+        rows = await conn.fetch("SELECT reservation_id::text AS rid, status FROM reservations")
+        live = await conn.fetchval(
+            """SELECT count(*) FROM reservations a JOIN reservations b
+                 ON a.connector_id = b.connector_id AND a.reservation_id < b.reservation_id
+                WHERE a.status IN ('CONFIRMED', 'ACTIVE') AND b.status IN ('CONFIRMED', 'ACTIVE')
+                  AND tstzrange(a.start_at, a.expires_at) && tstzrange(b.start_at, b.expires_at)"""
+        )
+    finally:
+        await conn.close()
+    if live:
+        problems.append(f"{live} pairs of live reservations overlap")
+    kept = {r["rid"] for r in rows}
+    seen = {rid for rid, *_ in stats.won}
+    if seen != kept:
+        problems.append(
+            f"201s {len(seen)} vs rows kept {len(kept)} "
+            f"(only answered: {len(seen - kept)}, only kept: {len(kept - seen)})"
+        )
+    not_cancelled = sum(1 for r in rows if r["status"] != "CANCELLED")
+    if not_cancelled:
+        problems.append(f"{not_cancelled} reservations not CANCELLED at the end")
+    return problems
+
+
+async def run(
+    base: str, db_url: str, settings: Settings, args: argparse.Namespace, secret: str
+) -> int:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as admin:
+        token = await asyncio.to_thread(_admin_token, base, secret)
+        r = await admin.post(
+            "/admin/v1/fleet/import",
+            json=fleet(args.connectors),
+            headers={"authorization": f"Bearer {token}"},
+        )
+        r.raise_for_status()
+    conn = await asyncpg.connect(db_url)
+    try:
+        plan = await conn.fetch(
+            """SELECT c.charge_point_id, array_agg(k.connector_no ORDER BY k.connector_no) AS nos
+                 FROM chargers c JOIN connectors k USING (charger_id)
+                GROUP BY c.charge_point_id ORDER BY 1"""
+        )
+        connectors = [
+            r["connector_id"]
+            for r in await conn.fetch("SELECT connector_id::text AS connector_id FROM connectors")
+        ]
+    finally:
+        await conn.close()
+    options = SimOptions(response_timeout_s=10, reconnect_min_s=0.2, reconnect_max_s=2)
+    ws = base.replace("http://", "ws://") + "/ocpp"
+    gate = asyncio.Semaphore(20)
+
+    async def start(cpid: str, nos: list[int]) -> SimCharger:
+        async with gate:
+            return await connect(ws, cpid, PASSWORD, connectors=nos, options=options, timeout_s=60)
+
+    t0 = time.perf_counter()
+    sims = list(await asyncio.gather(*(start(r["charge_point_id"], list(r["nos"])) for r in plan)))
+    print(f"{len(sims)} simulated chargers online in {time.perf_counter() - t0:.1f} s")
+    await wait_available(db_url, len(connectors))
+    tokens = await make_drivers(db_url, settings, args.drivers)
+
+    stats = Stats()
+    limits = httpx.Limits(
+        max_connections=args.concurrency, max_keepalive_connections=args.concurrency
+    )
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
+        floor = await health_floor(http, args.concurrency, 3)
+        rng = random.Random(args.seed)
+        stop_at = time.monotonic() + args.seconds
+        started = time.perf_counter()
+        await asyncio.gather(
+            *(
+                driver_loop(
+                    http,
+                    t,
+                    connectors,
+                    stats,
+                    stop_at,
+                    random.Random(rng.random()),
+                    (0, args.hold_ms),
+                )
+                for t in tokens
+            )
+        )
+        wall = time.perf_counter() - started
+    await asyncio.sleep(1)  # the last CancelReservations
+    problems = await proof(db_url, stats)
+    for sim in sims:
+        await sim.close()
+
+    attempts = len(stats.accepted) + len(stats.refused)
+    held_per_s = len(stats.accepted) / wall
+    p99_accepted = pct(stats.accepted, 0.99)
+    print(
+        f"\nreservations: {args.drivers} drivers racing over {len(connectors)} connectors "
+        f"for {wall:.1f} s, 2 API workers, in-flight ≤ {args.concurrency}"
+    )
+    print(f"  accepted holds       {len(stats.accepted):6d}  {held_per_s:7.1f}/s")
+    print(f"  attempts             {attempts:6d}  {attempts / wall:7.1f}/s")
+    print(f"  cancels              {len(stats.cancels):6d}  {len(stats.cancels) / wall:7.1f}/s")
+    print(
+        f"  answers              {dict(sorted(stats.codes.items()))}  transport errors {stats.errors}"
+    )
+    print(
+        f"  hold accepted        p50 {pct(stats.accepted, 0.5):6.1f} ms  p99 {p99_accepted:6.1f} ms"
+        f"  (mean {statistics.fmean(stats.accepted) * 1000 if stats.accepted else float('nan'):.1f})"
+    )
+    print(
+        f"  hold refused (409)   p50 {pct(stats.refused, 0.5):6.1f} ms  p99 {pct(stats.refused, 0.99):6.1f} ms"
+    )
+    print(
+        f"  cancel               p50 {pct(stats.cancels, 0.5):6.1f} ms  p99 {pct(stats.cancels, 0.99):6.1f} ms"
+    )
+    print(
+        f"  reference: GET /health/live at {args.concurrency} in flight  "
+        f"p50 {pct(floor, 0.5):6.1f} ms  p99 {pct(floor, 0.99):6.1f} ms  {len(floor) / 3:.0f}/s"
+    )
+    print(f"  double bookings: {problems or 'none'}")
+    ok = not problems and held_per_s >= 200 and p99_accepted <= 100
+    verdicts = [
+        f"0 double bookings [{'PASS' if not problems else 'FAIL'}]",
+        f"≥ 200 holds/s [{'PASS' if held_per_s >= 200 else 'FAIL'}]",
+        f"p99 ≤ 100 ms [{'PASS' if p99_accepted <= 100 else 'FAIL'}]",
+    ]
+    print("  " + ", ".join(verdicts))
+    return 0 if ok else 1
+
+
+def _admin_token(base: str, secret: str) -> str:
+    with httpx.Client(base_url=base, timeout=30) as http:
+        return admin_token(http, secret)
+
+
+async def wait_available(db_url: str, n: int) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                ready = await conn.fetchval(
+                    """SELECT count(*) FROM connectors k JOIN charger_connectivity h USING (charger_id)
+                        WHERE h.state = 'online' AND k.status = 'AVAILABLE'"""
+                )
+                if ready >= n:
+                    return
+                await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--drivers", type=int, default=200)
+    parser.add_argument("--connectors", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--concurrency", type=int, default=64, help="HTTP requests in flight")
+    parser.add_argument("--hold-ms", type=float, default=50, help="how long a won hold is kept")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+
+    services = Services(ROOT / ".data")
+    env = services.start()
+    db_url = asyncio.run(reset_database(env["DATABASE_URL"], DB_NAME))
+    jwt_secret = secrets.token_urlsafe(32)
+    env = {
+        **env,
+        "DATABASE_URL": db_url,
+        "REDIS_NAMESPACE": f"bench-resv-{uuid.uuid4().hex[:6]}",
+        "JWT_SECRET": jwt_secret,
+        "ACCESS_LOG": "0",
+        "DISCOVERY_RATE_PER_S": "0",
+        "DB_POOL_MAX": os.environ.get("DB_POOL_MAX", "10"),
+    }
+    settings = Settings(database_url=db_url, redis_url=env["REDIS_URL"], jwt_secret=jwt_secret)
+    secret = create_admin(env)
+    try:
+        with running_service(env) as service:
+            return asyncio.run(run(service.base, db_url, settings, args, secret))
+    finally:
+        services.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
