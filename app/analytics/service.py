@@ -6,10 +6,19 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from app.analytics import queries
-from app.analytics.schemas import GroupBy, Money, RevenueRow, Usage, UsageRow
+from app.analytics.schemas import (
+    DayUsage,
+    GroupBy,
+    HourUsage,
+    Money,
+    RevenueRow,
+    Usage,
+    UsageRow,
+)
 from app.core.errors import FieldError, ValidationFailed
 from app.core.sql import Executor
 
@@ -89,17 +98,6 @@ async def usage(
     """Sessions, energy, revenue and utilisation per site, local hour of day or local day."""
     t0, t1 = period(start, end, now=now)
     revenue = _revenue(await queries.revenue_by(db, start=t0, end=t1, key=group_by))
-    total_revenue = _revenue(await queries.revenue_by(db, start=t0, end=t1, key="")).get("", [])
-    tot = await queries.usage_totals(db, start=t0, end=t1, now=now)
-    totals = _row(
-        key="total",
-        label="Total",
-        sessions=tot.sessions,
-        energy_wh=tot.energy_wh,
-        occupied_s=tot.occupied_s,
-        available_s=tot.available_s,
-        revenue=total_revenue,
-    )
     items: list[UsageRow]
     if group_by == "site":
         items = [
@@ -116,32 +114,56 @@ async def usage(
             )
             for r in await queries.usage_by_site(db, start=t0, end=t1, now=now, limit=limit)
         ]
-    elif group_by == "hour":
-        items = [
-            _row(
-                key=f"{r.hour:02d}",
-                label=f"{r.hour:02d}:00",
-                sessions=r.sessions,
-                energy_wh=r.energy_wh,
-                occupied_s=r.occupied_s,
-                available_s=r.available_s,
-                revenue=revenue.get(str(r.hour), []),
-            )
-            for r in await queries.usage_by_hour(db, start=t0, end=t1, now=now)
-        ]
+        # the site list may be cut at `limit`: the totals are asked for on their own
+        tot = await queries.usage_totals(db, start=t0, end=t1, now=now)
+        total_revenue = _revenue(await queries.revenue_by(db, start=t0, end=t1, key=""))
+        totals = _row(
+            key="total",
+            label="Total",
+            sessions=tot.sessions,
+            energy_wh=tot.energy_wh,
+            occupied_s=tot.occupied_s,
+            available_s=tot.available_s,
+            revenue=total_revenue.get("", []),
+        )
+        return Usage(from_=t0, to=t1, group_by=group_by, totals=totals, items=items)
+    rows: Sequence[HourUsage | DayUsage]
+    if group_by == "hour":
+        rows = await queries.usage_by_hour(db, start=t0, end=t1, now=now)
     else:
-        items = [
+        rows = await queries.usage_by_day(db, start=t0, end=t1, now=now)
+    items = []
+    for r in rows:
+        key, label, rev_key = (
+            (f"{r.hour:02d}", f"{r.hour:02d}:00", str(r.hour))
+            if isinstance(r, HourUsage)
+            else (r.day.isoformat(), r.day.isoformat(), r.day.isoformat())
+        )
+        items.append(
             _row(
-                key=r.day.isoformat(),
-                label=r.day.isoformat(),
+                key=key,
+                label=label,
                 sessions=r.sessions,
                 energy_wh=r.energy_wh,
                 occupied_s=r.occupied_s,
                 available_s=r.available_s,
-                revenue=revenue.get(r.day.isoformat(), []),
+                revenue=revenue.get(rev_key, []),
             )
-            for r in await queries.usage_by_day(db, start=t0, end=t1, now=now)
-        ]
+        )
+    # hours of the day and days cover the period once: the totals are their sums
+    money: dict[str, int] = defaultdict(int)
+    for group in revenue.values():
+        for m in group:
+            money[m.currency] += m.amount_minor
+    totals = _row(
+        key="total",
+        label="Total",
+        sessions=sum(r.sessions for r in rows),
+        energy_wh=sum(r.energy_wh for r in rows),
+        occupied_s=sum(r.occupied_s for r in rows),
+        available_s=sum(r.available_s for r in rows),
+        revenue=[Money(currency=c, amount_minor=a) for c, a in sorted(money.items())],
+    )
     return Usage(from_=t0, to=t1, group_by=group_by, totals=totals, items=items)
 
 

@@ -1,7 +1,9 @@
 -- Usage analytics over charging_sessions. Every block takes [$1, $2) as the period and
--- $3 as "now" (an open session occupies its connector until now). A session counts in
--- `sessions` and `energy_wh` where it started; it occupies connector time wherever it
--- overlaps. Available connector time = every connector that exists, from its creation on.
+-- $3 as "now": an open session occupies its connector until now, and no session occupies
+-- one for more than 48 h (a lost StopTransaction must not hold a connector for ever; it
+-- also bounds the index range read). A session counts in `sessions` and `energy_wh` where
+-- it started; it occupies connector time wherever it overlaps. Available connector time =
+-- every connector that exists, from its creation on.
 -- Hours are UTC hours labelled with each site's local hour of day (exact for every zone
 -- whose offset is whole hours, DST days included: the repeated hour counts twice, the
 -- skipped one not at all); days are each site's local calendar days.
@@ -11,9 +13,12 @@
 WITH sess AS (
     SELECT cs.started_at, cs.energy_wh,
            greatest(cs.started_at, $1::timestamptz) AS o0,
-           least(coalesce(cs.ended_at, $3::timestamptz), $2::timestamptz) AS o1
+           least(coalesce(cs.ended_at, $3::timestamptz), cs.started_at + interval '48 hours',
+                 $2::timestamptz) AS o1
     FROM charging_sessions cs
-    WHERE cs.started_at < $2 AND coalesce(cs.ended_at, $3) > $1 AND cs.status <> 'FAILED'
+    WHERE cs.started_at >= $1::timestamptz - interval '48 hours' AND cs.started_at < $2
+      AND least(coalesce(cs.ended_at, $3), cs.started_at + interval '48 hours') > $1
+      AND cs.status <> 'FAILED'
 )
 SELECT (SELECT count(*) FROM sess WHERE started_at >= $1) AS sessions,
        (SELECT coalesce(sum(energy_wh), 0) FROM sess WHERE started_at >= $1)::bigint AS energy_wh,
@@ -27,10 +32,13 @@ SELECT (SELECT count(*) FROM sess WHERE started_at >= $1) AS sessions,
 WITH sess AS (
     SELECT ch.site_id, cs.started_at, cs.energy_wh,
            greatest(cs.started_at, $1::timestamptz) AS o0,
-           least(coalesce(cs.ended_at, $3::timestamptz), $2::timestamptz) AS o1
+           least(coalesce(cs.ended_at, $3::timestamptz), cs.started_at + interval '48 hours',
+                 $2::timestamptz) AS o1
     FROM charging_sessions cs
     JOIN chargers ch ON ch.charger_id = cs.charger_id
-    WHERE cs.started_at < $2 AND coalesce(cs.ended_at, $3) > $1 AND cs.status <> 'FAILED'
+    WHERE cs.started_at >= $1::timestamptz - interval '48 hours' AND cs.started_at < $2
+      AND least(coalesce(cs.ended_at, $3), cs.started_at + interval '48 hours') > $1
+      AND cs.status <> 'FAILED'
 ),
 used AS (
     SELECT site_id,
@@ -80,11 +88,14 @@ avail AS (
 sess AS (
     SELECT s.timezone, cs.started_at, cs.energy_wh,
            greatest(cs.started_at, $1::timestamptz) AS o0,
-           least(coalesce(cs.ended_at, $3::timestamptz), $2::timestamptz) AS o1
+           least(coalesce(cs.ended_at, $3::timestamptz), cs.started_at + interval '48 hours',
+                 $2::timestamptz) AS o1
     FROM charging_sessions cs
     JOIN chargers ch ON ch.charger_id = cs.charger_id
     JOIN sites s ON s.site_id = ch.site_id
-    WHERE cs.started_at < $2 AND coalesce(cs.ended_at, $3) > $1 AND cs.status <> 'FAILED'
+    WHERE cs.started_at >= $1::timestamptz - interval '48 hours' AND cs.started_at < $2
+      AND least(coalesce(cs.ended_at, $3), cs.started_at + interval '48 hours') > $1
+      AND cs.status <> 'FAILED'
 ),
 occupied AS (
     SELECT extract(hour FROM u AT TIME ZONE x.timezone)::int AS hour,
@@ -136,11 +147,14 @@ avail AS (
 sess AS (
     SELECT s.timezone, cs.started_at, cs.energy_wh,
            greatest(cs.started_at, $1::timestamptz) AS o0,
-           least(coalesce(cs.ended_at, $3::timestamptz), $2::timestamptz) AS o1
+           least(coalesce(cs.ended_at, $3::timestamptz), cs.started_at + interval '48 hours',
+                 $2::timestamptz) AS o1
     FROM charging_sessions cs
     JOIN chargers ch ON ch.charger_id = cs.charger_id
     JOIN sites s ON s.site_id = ch.site_id
-    WHERE cs.started_at < $2 AND coalesce(cs.ended_at, $3) > $1 AND cs.status <> 'FAILED'
+    WHERE cs.started_at >= $1::timestamptz - interval '48 hours' AND cs.started_at < $2
+      AND least(coalesce(cs.ended_at, $3), cs.started_at + interval '48 hours') > $1
+      AND cs.status <> 'FAILED'
 ),
 occupied AS (
     SELECT l::date AS day,
