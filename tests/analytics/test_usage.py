@@ -255,3 +255,17 @@ async def test_bad_periods_are_422(
     r = await client.get(USAGE, params=params, headers=auth(token))
     assert r.status_code == 422, r.text
     assert field in {e["field"] for e in r.json()["errors"]} or field in r.json()["detail"]
+
+
+async def test_a_session_never_occupies_more_than_48_hours(
+    client: AsyncTestClient[Litestar], db: asyncpg.Connection, settings: Settings
+) -> None:
+    ids = await _fleet(client, db, settings)
+    now = datetime.now(UTC)
+    # a StopTransaction that never came: open for five days
+    await _session(db, ids[("CP-B", 1)], 1, now - timedelta(days=5), None)
+    token = staff_token(settings, roles=(Role.VIEWER,))
+    params = {"from": (now - timedelta(days=6)).isoformat(), "to": now.isoformat()}
+    r = await client.get(USAGE, params={**params, "group_by": "day"}, headers=auth(token))
+    assert r.json()["totals"]["occupied_h"] == pytest.approx(48, abs=0.01)
+    assert r.json()["totals"]["sessions"] == 1
