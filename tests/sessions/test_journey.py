@@ -213,3 +213,26 @@ async def test_unknown_connector_is_404(world: Site) -> None:
         "/v1/sessions", json={"connector_id": "x", "extra": 1}, headers=driver["headers"]
     )
     assert r.status_code == 422
+
+
+async def test_a_start_the_charger_never_began_is_failed_by_the_sweep(world: Site) -> None:
+    sim = await world.connect(charging_sim(remote_start_plan=None))
+    driver = await world.driver()
+    # The charger accepts RemoteStart but the car never comes: no StartTransaction.
+    sim.stop_answering("RemoteStartTransaction")
+    r = await world.start(driver)
+    sid = r.json()["session_id"]
+    await world.db.execute(  # a start from before the timeout, still STARTING
+        "UPDATE charging_sessions SET created_at = now() - interval '1 hour', "
+        "status = 'STARTING', failure_reason = NULL, ended_at = NULL WHERE session_id = $1::uuid",
+        sid,
+    )
+    from app.sessions.tasks import sweep_starting
+
+    ctx = {"pool": world.srv.app.state.pool, "settings": world.settings}
+    assert await sweep_starting(ctx) == 1
+    assert await sweep_starting(ctx) == 0
+    await world.run_jobs()
+    view = await world.session(driver, sid)
+    assert (view["status"], view["failure_reason"]) == ("FAILED", "not_started")
+    assert view["payment"]["status"] == "canceled"
