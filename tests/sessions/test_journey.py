@@ -13,6 +13,7 @@ from app.pricing import engine
 from app.pricing import service as pricing
 from app.sessions import billing
 from app.sessions.billing import Reading
+from app.sessions.tasks import sweep_starting
 from tests.sessions.conftest import Site, charging_sim
 
 LIVE = ("CHARGING", "SUSPENDED", "FINISHING")
@@ -227,8 +228,6 @@ async def test_a_start_the_charger_never_began_is_failed_by_the_sweep(world: Sit
         "status = 'STARTING', failure_reason = NULL, ended_at = NULL WHERE session_id = $1::uuid",
         sid,
     )
-    from app.sessions.tasks import sweep_starting
-
     ctx = {"pool": world.srv.app.state.pool, "settings": world.settings}
     assert await sweep_starting(ctx) == 1
     assert await sweep_starting(ctx) == 0
