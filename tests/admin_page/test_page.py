@@ -93,6 +93,13 @@ async def expected_bands(base: str, token: str, tariff_id: str, day: str, days: 
     return len(r.json()["bands"])
 
 
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, button')]
+  .filter((el) => el.type !== 'hidden' && !el.closest('[hidden]'))
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                  && !el.getAttribute('aria-labelledby') && !el.textContent.trim())
+  .map((el) => el.id || el.outerHTML.slice(0, 80))"""
+
+
 async def show_day(page: Any, day: str, count: int) -> None:
     await page.fill("#chart-date", day)
     await page.dispatch_event("#chart-date", "change")
@@ -123,6 +130,7 @@ async def test_sign_in_chart_edit_preview_publish(
     assert monday == 5  # night, day, peak 17–20, day, night 22–
     await show_day(page, MONDAY, monday)
     assert await page.locator("#price-chart canvas").count() == 1
+    assert await page.evaluate(UNLABELLED) == []  # every control has an accessible name
     await shot(page, "02-pricing-day")
     sunday = await expected_bands(live, data["token"], data["tariff_id"], DST_SUNDAY)
     await show_day(page, DST_SUNDAY, sunday)
@@ -273,6 +281,7 @@ async def test_analytics_fleet_and_tablet_width(
     await page.wait_for_selector("#an-hour-chart canvas")
     assert await page.locator(".bars li").count() == 2  # revenue per site
     assert "€" in await page.inner_text(".bars")
+    assert await page.evaluate(UNLABELLED) == []
     await shot(page, "08-analytics")
     # A period before any session: a message, not a chart of zeros.
     await page.fill("#an-from", "2025-01-01")
@@ -284,6 +293,7 @@ async def test_analytics_fleet_and_tablet_width(
     await page.click("#nav a[data-view=fleet]")
     await page.wait_for_selector("#fleet-table")
     assert "imei changed" in await page.inner_text("#fleet-table")
+    assert await page.evaluate(UNLABELLED) == []
     assert "CP-MITTE-1" in await page.inner_text("#alerts-table")
     await shot(page, "09-fleet")
     await page.get_by_role("button", name="Release CP-MITTE-1 from quarantine").click()
