@@ -360,9 +360,11 @@ async def list_assignments(
     after = decode_cursor(cursor, tuple[CursorTime, CursorInt])
     items = await queries.list_assignments(
         conn,
-        tariff_id=_uuid(tariff_id, TariffNotFound()) if tariff_id else None,
-        site_id=_uuid(site_id, SiteNotFound()) if site_id else None,
-        charger_id=_uuid(charger_id, ChargerNotFound()) if charger_id else None,
+        tariff_id=_uuid(tariff_id, _invalid("tariff_id", "must be a UUID")) if tariff_id else None,
+        site_id=_uuid(site_id, _invalid("site_id", "must be a UUID")) if site_id else None,
+        charger_id=_uuid(charger_id, _invalid("charger_id", "must be a UUID"))
+        if charger_id
+        else None,
         after_from=after[0] if after else None,
         after_id=after[1] if after else None,
         now=now,

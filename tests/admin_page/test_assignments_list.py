@@ -85,3 +85,19 @@ async def test_list_by_tariff_site_and_charger(
     )
     assert len(rest.json()["items"]) == 1
     assert rest.json()["next_cursor"] is None
+
+
+async def test_malformed_filters_are_422(
+    client: AsyncTestClient[Litestar], settings: Settings
+) -> None:
+    viewer = auth(staff_token(settings, roles=(Role.VIEWER,)))
+    for name in ("tariff_id", "site_id", "charger_id"):
+        r = await client.get("/admin/v1/tariff-assignments", params={name: "nope"}, headers=viewer)
+        assert r.status_code == 422, r.text
+        assert r.json()["errors"][0]["field"] == name
+    r = await client.get(
+        "/admin/v1/tariff-assignments",
+        params={"tariff_id": "00000000-0000-0000-0000-000000000000"},
+        headers=viewer,
+    )
+    assert r.json() == {"items": [], "next_cursor": None}
