@@ -238,67 +238,66 @@ async def start(
     driver = uuid.UUID(driver_id)
     connector_id = _uuid(body.connector_id, ConnectorNotFound())
     t0 = time.perf_counter()
-    async with pool.acquire() as conn:
-        async with conn.transaction():
-            k = await queries.connector_for_start(conn, connector_id=connector_id)
-            if k is None:
-                raise ConnectorNotFound()
-            if k.connectivity not in SHOWN:
-                raise ConnectorUnavailable("the charger is offline")
-            holder = await reservations.holder(conn, connector_id=connector_id, at=now)
-            if holder is not None and holder.driver_id != driver:
-                raise ConnectorUnavailable("the connector is reserved for someone else")
-            reservation_uuid = holder.reservation_id if holder is not None else None
-            if body.reservation_id is not None and (
-                reservation_uuid is None or str(reservation_uuid) != body.reservation_id.lower()
-            ):
-                raise ReservationNotFound()
-            usable = k.connector_status == "AVAILABLE" or (
-                k.connector_status == "RESERVED" and reservation_uuid is not None
-            )
-            if not usable or await queries.connector_busy(
-                conn, charger_id=k.charger_id, connector_no=k.connector_no
-            ):
-                raise ConnectorUnavailable(f"the connector is {k.connector_status.lower()}")
-            tag = await queries.driver_tag(conn, driver_id=driver)
-            if tag is None:
-                raise SessionNotFound("no such driver")
-            tariff = await pricing.tariff_for_session(conn, str(connector_id), now)
-            if tariff is None:
-                raise ConnectorUnavailable("no tariff applies to this connector now")
-            try:
-                async with conn.transaction():
-                    new = await queries.insert_starting(
-                        conn,
-                        origin="app",
-                        charger_id=k.charger_id,
-                        connector_id=connector_id,
-                        connector_no=k.connector_no,
-                        id_tag=tag,
-                        driver_id=driver,
-                        now=now,
-                        tariff_id=uuid.UUID(tariff.tariff_id),
-                        tariff_version=tariff.version,
-                        currency=tariff.currency,
-                        reservation_uuid=reservation_uuid,
-                    )
-            except asyncpg.UniqueViolationError:
-                raise SessionActive() from None
-        t1 = time.perf_counter()
-        START_SECONDS.labels("reserve").observe(t1 - t0)
-        amount = rt.settings.payment_hold_minor
+    async with pool.acquire() as conn, conn.transaction():
+        k = await queries.connector_for_start(conn, connector_id=connector_id)
+        if k is None:
+            raise ConnectorNotFound()
+        if k.connectivity not in SHOWN:
+            raise ConnectorUnavailable("the charger is offline")
+        holder = await reservations.holder(conn, connector_id=connector_id, at=now)
+        if holder is not None and holder.driver_id != driver:
+            raise ConnectorUnavailable("the connector is reserved for someone else")
+        reservation_uuid = holder.reservation_id if holder is not None else None
+        if body.reservation_id is not None and (
+            reservation_uuid is None or str(reservation_uuid) != body.reservation_id.lower()
+        ):
+            raise ReservationNotFound()
+        usable = k.connector_status == "AVAILABLE" or (
+            k.connector_status == "RESERVED" and reservation_uuid is not None
+        )
+        if not usable or await queries.connector_busy(
+            conn, charger_id=k.charger_id, connector_no=k.connector_no
+        ):
+            raise ConnectorUnavailable(f"the connector is {k.connector_status.lower()}")
+        tag = await queries.driver_tag(conn, driver_id=driver)
+        if tag is None:
+            raise SessionNotFound("no such driver")
+        tariff = await pricing.tariff_for_session(conn, str(connector_id), now)
+        if tariff is None:
+            raise ConnectorUnavailable("no tariff applies to this connector now")
         try:
-            await _hold(conn, rt, new.session_id, driver, amount, tariff.currency, 1, now)
-        except payments.PaymentMethodRequired:
-            await _fail(conn, new.session_id, "payment_method_required", now)
-            raise
-        except payments.CardDeclined:
-            await _fail(conn, new.session_id, "card_declined", now)
-            raise
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await _fail(conn, new.session_id, "payments_unavailable", rt.clock.now())
-            raise
+            async with conn.transaction():
+                new = await queries.insert_starting(
+                    conn,
+                    origin="app",
+                    charger_id=k.charger_id,
+                    connector_id=connector_id,
+                    connector_no=k.connector_no,
+                    id_tag=tag,
+                    driver_id=driver,
+                    now=now,
+                    tariff_id=uuid.UUID(tariff.tariff_id),
+                    tariff_version=tariff.version,
+                    currency=tariff.currency,
+                    reservation_uuid=reservation_uuid,
+                )
+        except asyncpg.UniqueViolationError:
+            raise SessionActive() from None
+    t1 = time.perf_counter()
+    START_SECONDS.labels("reserve").observe(t1 - t0)
+    amount = rt.settings.payment_hold_minor
+    try:  # on the pool: no connection is held while Stripe answers
+        await _hold(pool, rt, new.session_id, driver, amount, tariff.currency, 1, now)
+    except payments.PaymentMethodRequired:
+        await _fail(pool, new.session_id, "payment_method_required", now)
+        raise
+    except payments.CardDeclined:
+        await _fail(pool, new.session_id, "card_declined", now)
+        raise
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await _fail(pool, new.session_id, "payments_unavailable", rt.clock.now())
+        raise
     held = time.perf_counter()
     START_SECONDS.labels("hold").observe(held - t1)
     rt.spawn(
@@ -325,7 +324,7 @@ async def start(
 
 
 async def _hold(
-    conn: asyncpg.Connection,
+    db: Executor,
     rt: Runtime,
     session_id: uuid.UUID,
     driver_id: uuid.UUID,
@@ -338,7 +337,7 @@ async def _hold(
     if rt.gateway is None:
         raise payments.PaymentsUnavailable("payments are not configured (STRIPE_SECRET_KEY)")
     hold = await payments.place_hold(
-        conn,
+        db,
         rt.gateway,
         driver_id=driver_id,
         amount_minor=amount_minor,
@@ -348,14 +347,18 @@ async def _hold(
         session_id=session_id,
         now=now,
     )
-    await queries.hold_placed(conn, session_id=session_id, amount_minor=hold.amount_minor)
+    await queries.hold_placed(db, session_id=session_id, amount_minor=hold.amount_minor)
 
 
 async def _fail(
-    conn: asyncpg.Connection, session_id: uuid.UUID, reason: str, now: datetime
+    db: asyncpg.Pool | asyncpg.Connection, session_id: uuid.UUID, reason: str, now: datetime
 ) -> bool:
     """STARTING → FAILED with its holds released, in one transaction; False when it had
     moved on already (the charger started it meanwhile)."""
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            return await _fail(conn, session_id, reason, now)
+    conn = db
     async with conn.transaction():
         failed = await queries.fail_starting(conn, session_id=session_id, reason=reason, now=now)
         if failed:
@@ -405,8 +408,7 @@ async def remote_start(
         outcome = "charger_no_answer" if exc.code in ("Timeout", "Unreachable") else "charger_error"
         log.info("RemoteStart of session %s failed: %s", session_id, exc)
     if outcome != "accepted":
-        async with pool.acquire() as conn:
-            await _fail(conn, session_id, outcome, rt.clock.now())
+        await _fail(pool, session_id, outcome, rt.clock.now())
     return outcome
 
 
@@ -483,8 +485,7 @@ async def hold_at_charger(
     except Exception as exc:
         log.warning("hold for a start at the charger failed: %r", exc)
         reason = "payments_unavailable"
-    async with pool.acquire() as conn:
-        await _fail(conn, new.session_id, reason, rt.clock.now())
+    await _fail(pool, new.session_id, reason, rt.clock.now())
     return "Blocked"
 
 
@@ -496,10 +497,7 @@ async def _hold_on_pool(
     currency: str,
     now: datetime,
 ) -> None:
-    async with pool.acquire() as conn:
-        await _hold(
-            conn, rt, session_id, driver_id, rt.settings.payment_hold_minor, currency, 1, now
-        )
+    await _hold(pool, rt, session_id, driver_id, rt.settings.payment_hold_minor, currency, 1, now)
 
 
 async def _fail_when_done(
@@ -509,8 +507,7 @@ async def _fail_when_done(
     release it, whatever the outcome)."""
     with contextlib.suppress(Exception):
         await hold
-    async with pool.acquire() as conn:
-        await _fail(conn, session_id, reason, rt.clock.now())
+    await _fail(pool, session_id, reason, rt.clock.now())
 
 
 async def begin_transaction(
