@@ -211,6 +211,19 @@ async def test_viewer_sees_everything_read_only(
     await page.click("#preview-btn")
     await page.wait_for_selector("#quote-compare")
     await shot(page, "07-viewer-read-only")
+    # The page's local days, in this browser's own time-zone data: 23 h, 25 h, 24.5 h, and
+    # a day whose midnight does not exist (Chile moves 00:00 to 01:00).
+    hours = await page.evaluate(
+        """async () => {
+          const T = await import('/admin/static/js/time.js');
+          const len = (d, tz) => { const [a, b] = T.dayRange(d, 1, tz); return (b - a) / 36e5; };
+          const [s] = T.dayRange('2026-09-06', 1, 'America/Santiago');
+          return [len('2026-03-29', 'Europe/Berlin'), len('2026-10-25', 'Europe/Berlin'),
+                  len('2026-04-05', 'Australia/Lord_Howe'), len('2026-09-06', 'America/Santiago'),
+                  new Date(s).toISOString(), T.toLocalInput(s, 'America/Santiago')];
+        }"""
+    )
+    assert hours == [23, 25, 24.5, 23, "2026-09-06T04:00:00.000Z", "2026-09-06T01:00"]
     # Fleet health: no release for a viewer, and it says why.
     await page.click("#nav a[data-view=fleet]")
     await page.wait_for_selector("#fleet-readonly")

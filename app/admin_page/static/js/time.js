@@ -24,14 +24,21 @@ export function offsetMs(ms, tz) {
   return Date.UTC(p.y, p.m - 1, p.d, p.h, p.mi, p.s) - Math.floor(ms / 1000) * 1000;
 }
 
-// The instant of a local wall time (for a skipped time, the instant after the gap).
+// The instant of a local wall time. A time that happens twice (autumn) gets one of its
+// two instants; one that never happens (a spring gap, or a midnight skipped by DST, as in
+// Chile) becomes the first instant after the gap.
 export function zonedToMs(y, m, d, hh, mm, tz) {
   const guess = Date.UTC(y, m - 1, d, hh, mm);
-  const off1 = offsetMs(guess, tz);
-  let t = guess - off1;
-  const off2 = offsetMs(t, tz);
-  if (off2 !== off1) t = guess - off2;
-  return t;
+  const t1 = guess - offsetMs(guess, tz);
+  const t2 = guess - offsetMs(t1, tz);
+  if (t1 === t2) return t1;
+  const reads = (t) => {
+    const p = parts(t, tz);
+    return p.y === y && p.m === m && p.d === d && p.h === hh && p.mi === mm;
+  };
+  if (reads(t2)) return t2;
+  if (reads(t1)) return t1;
+  return Math.max(t1, t2);
 }
 
 const pad = (n) => String(n).padStart(2, '0');
