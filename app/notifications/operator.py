@@ -224,8 +224,9 @@ async def _deliver_webhook(
         headers[SIGNATURE_HEADER] = sign(settings.ticket_webhook_secret, timestamp, body)
     error: str
     try:
-        client: httpx.AsyncClient = ctx.get("http") or httpx.AsyncClient()
-        ctx["http"] = client
+        holder: dict[str, Any] = ctx.get("sms_clients", ctx)  # shared by every job's ctx
+        client: httpx.AsyncClient = holder.get("http") or httpx.AsyncClient()
+        holder["http"] = client
         response = await client.post(
             settings.ticket_webhook_url, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT_S
         )

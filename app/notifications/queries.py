@@ -281,3 +281,16 @@ async def sessions_to_reevaluate(
         db, "notifications.sessions_to_reevaluate", SessionRef, now, idle_s, quiet_s, limit
     )
     return [r.session_id for r in rows]
+
+
+class StuckMessage(msgspec.Struct, frozen=True):
+    message_id: uuid.UUID
+    outbox_id: int
+
+
+async def stuck_messages(
+    db: Executor, *, now: datetime, queued_for_s: float, slot_missed_s: float, limit: int
+) -> list[StuckMessage]:
+    return await fetch_all(
+        db, "notifications.stuck_messages", StuckMessage, now, queued_for_s, limit, slot_missed_s
+    )

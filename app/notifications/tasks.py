@@ -59,23 +59,35 @@ SEND_MAX_TRIES = 50
 WAIT_IN_PLACE_S = 1.0  # a pacing slot this close is waited for in the job, later ones deferred
 
 
+def _clients(ctx: dict[str, Any]) -> dict[str, Any]:
+    """Where this process keeps its SMS clients. arq hands each job a copy of the worker's
+    ctx, so a client stored on the copy would be built (and leaked) per job: the holder is
+    created once at start-up (`start_listener`) and shared by every copy."""
+    holder: dict[str, Any] = ctx.get("sms_clients", ctx)
+    return holder
+
+
 def _sender(ctx: dict[str, Any]) -> SmsSender | None:
-    if "sms_sender" not in ctx:
-        ctx["sms_sender"] = build_sender(ctx["settings"])
-    sender: SmsSender | None = ctx["sms_sender"]
+    clients = _clients(ctx)
+    if "sms_sender" not in clients:
+        clients["sms_sender"] = build_sender(ctx["settings"])
+    sender: SmsSender | None = clients["sms_sender"]
     return sender
 
 
 async def close_sender(ctx: dict[str, Any]) -> None:
     """Worker shutdown: close the sender's HTTP session."""
-    sender = ctx.pop("sms_sender", None)
+    sender = _clients(ctx).pop("sms_sender", None)
     if sender is not None:
         await sender.aclose()
 
 
 def lease_s(settings: Settings) -> float:
-    """Longer than one send can take with all its retries and back-off."""
-    return settings.twilio_timeout_s * (settings.twilio_max_retries + 1) + 30.0
+    """Longer than one send can take: the pacing wait in place, every attempt with its
+    timeout and the client's back-off between attempts (≤ 8 s each)."""
+    attempts = settings.twilio_max_retries + 1
+    backoff = sum(min(8.0, 0.5 * 2.0**k) for k in range(settings.twilio_max_retries))
+    return WAIT_IN_PLACE_S + settings.twilio_timeout_s * attempts + backoff + 10.0
 
 
 def _sender_id(sender: SmsSender) -> str:
@@ -270,6 +282,47 @@ async def redact_expired_sms(ctx: dict[str, Any]) -> int:
     return await execute(ctx["pool"], "notifications.redact_expired", clock.now())
 
 
+# --- Recovering what arq holds back -----------------------------------------------------
+
+STUCK_QUEUED_S = 60.0  # a message still queued this long after its job went to arq
+SLOT_MISSED_S = 15.0  # a paced message whose slot passed this long ago unsent
+RECOVER_BATCH = 200
+RECOVER_CONCURRENCY = 10
+
+
+async def recover_sms(ctx: dict[str, Any]) -> dict[str, int]:
+    """Cron: send what a dead worker left behind, without waiting for arq. A job whose
+    worker was SIGKILLed stays "in progress" in arq until its key expires — the longest
+    job timeout of the worker + 10 s, minutes here (TARGETS.md) — and the relay cannot
+    enqueue the same job id meanwhile. So once a message's lease has run out (or it sat
+    queued long after its job was handed over) this runs `send_sms` itself: the lease
+    keeps it to one sender, the Twilio lookup of an in-doubt message keeps it to one SMS,
+    and arq's late re-run finds it sent."""
+    clock: Clock = ctx.get("clock") or Clock()
+    stuck = await queries.stuck_messages(
+        ctx["pool"],
+        now=clock.now(),
+        queued_for_s=STUCK_QUEUED_S,
+        slot_missed_s=SLOT_MISSED_S,
+        limit=RECOVER_BATCH,
+    )
+    outcomes: dict[str, int] = {}
+    gate = asyncio.Semaphore(RECOVER_CONCURRENCY)
+
+    async def one(m: queries.StuckMessage) -> None:
+        async with gate:
+            try:
+                outcome = await send_sms(ctx, m.outbox_id, str(m.message_id))
+            except Retry:
+                outcome = "later"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+    await asyncio.gather(*(one(m) for m in stuck))
+    if stuck:
+        log.warning("recovered %d stuck SMS: %s", len(stuck), outcomes)
+    return outcomes
+
+
 # --- Time-based alerts -------------------------------------------------------------------
 
 RESERVATION_LEAD_S = 300.0  # reservation_expiring: 5 minutes before the end
@@ -356,6 +409,8 @@ class RelayWaker:
 
 
 async def start_listener(ctx: dict[str, Any]) -> None:
+    """Worker start-up: the shared client holder and the relay woken by NOTIFY."""
+    ctx.setdefault("sms_clients", {})
     waker = RelayWaker(ctx)
     waker.start()
     ctx["sms_relay_waker"] = waker
@@ -365,7 +420,7 @@ async def stop_listener(ctx: dict[str, Any]) -> None:
     waker = ctx.pop("sms_relay_waker", None)
     if waker is not None:
         await waker.stop()
-    await operator.close_http(ctx)
+    await operator.close_http(_clients(ctx))
 
 
 # arq counts every Retry as a try: pacing deferrals and lease waits must not exhaust it.

@@ -248,7 +248,8 @@ SELECT r.reservation_id, r.driver_id, r.expires_at, st.name AS site_name, st.tim
 FROM reservations r
 JOIN sites st ON st.site_id = r.site_id
 WHERE r.status = 'CONFIRMED' AND r.began_at IS NOT NULL
-  AND r.expires_at > $1 AND r.expires_at <= $1 + make_interval(secs => $2)
+  AND r.expires_at > $1::timestamptz
+  AND r.expires_at <= $1::timestamptz + make_interval(secs => $2::float8)
   AND NOT EXISTS (SELECT 1 FROM notifications n
                   WHERE n.reservation_id = r.reservation_id AND n.kind = 'reservation_expiring')
 ORDER BY r.expires_at
@@ -260,9 +261,23 @@ SELECT s.session_id
 FROM charging_sessions s
 WHERE s.ended_at IS NULL AND s.driver_id IS NOT NULL
   AND s.status IN ('CHARGING', 'SUSPENDED', 'FINISHING')
-  AND ((s.charging_ended_at IS NOT NULL AND s.charging_ended_at <= $1 - make_interval(secs => $2))
-       OR s.last_meter_at < $1 - make_interval(secs => $3))
+  AND ((s.charging_ended_at IS NOT NULL
+        AND s.charging_ended_at <= $1::timestamptz - make_interval(secs => $2::float8))
+       OR s.last_meter_at < $1::timestamptz - make_interval(secs => $3::float8))
   AND NOT EXISTS (SELECT 1 FROM notifications n
                   WHERE n.session_id = s.session_id AND n.kind = 'session_complete')
 ORDER BY s.session_id
 LIMIT $4;
+
+-- name: stuck_messages
+-- Messages whose job is stuck: a dead worker's expired lease, or queued long after their job was handed to arq (arq holds a SIGKILLed job until its in-progress key expires).
+SELECT m.message_id, o.outbox_id
+FROM sms_messages m
+JOIN outbox o ON o.dedupe_key = 'sms:' || m.message_id::text AND o.done_at IS NULL
+WHERE m.status IN ('queued', 'sending')
+  AND ((m.status = 'sending' AND m.lease_until < $1::timestamptz)
+       OR (m.status = 'queued' AND o.enqueued_at IS NOT NULL AND m.send_after IS NULL
+           AND m.updated_at < $1::timestamptz - make_interval(secs => $2::float8))
+       OR (m.status = 'queued' AND m.send_after < $1::timestamptz - make_interval(secs => $4::float8)))
+ORDER BY m.created_at
+LIMIT $3;
