@@ -68,6 +68,8 @@ CRON_JOBS: list[Any] = [
     cron(purge_expired_identity, minute=17, second=0, unique=True),
     # SMS alerts that come due with time (reservation ending, car idle, charger quiet).
     cron(notification_tasks.alert_sweep, second=set(range(3, 60, 10)), unique=True, timeout=30),
+    # SMS a SIGKILLed worker left behind (arq would hold them for minutes).
+    cron(notification_tasks.recover_sms, second=set(range(4, 60, 5)), unique=True, timeout=40),
     # Connectivity platform sweep (a no-op without CONTROL_CENTER_API_BASE).
     cron(sweep_connectivity, second=45, unique=True, timeout=50),
     # Missed heartbeats / sockets down past the grace → offline; long outages → alerts.
