@@ -77,3 +77,23 @@ async def test_a_reserved_connector_is_its_drivers_only(world: Site) -> None:
     await sim.stop_transaction(1, reason="Local")
     await world.until(owner, sid, lambda v: v["status"] == "COMPLETED")
     assert await reservation_status() == "FULFILLED"
+
+
+async def test_the_same_idempotency_key_starts_once(world: Site) -> None:
+    await world.connect(charging_sim(remote_start_plan=None))
+    driver = await world.driver()
+    headers = {**driver["headers"], "Idempotency-Key": "tap-start-1"}
+    body = {"connector_id": world.connectors[1]}
+    answers = await asyncio.gather(
+        *(world.http.post("/v1/sessions", json=body, headers=headers) for _ in range(5))
+    )
+    assert {r.status_code for r in answers} == {201}
+    assert len({r.json()["session_id"] for r in answers}) == 1
+    holds = await world.db.fetchval(
+        "SELECT count(*) FROM payments WHERE driver_id = $1::uuid", driver["driver_id"]
+    )
+    assert holds == 1
+    r = await world.http.post(
+        "/v1/sessions", json={"connector_id": world.connectors[2]}, headers=headers
+    )
+    assert r.status_code == 422  # the same key with another body
