@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -85,7 +86,9 @@ class Console:
 @pytest.fixture
 async def live(db_url: str, redis_url: str) -> AsyncIterator[str]:
     """The app in granian (one worker) on the test's database."""
-    async with granian_app(db_url, redis_url, workers=1) as base:
+    # its own Redis namespace: login throttling must not see other tests' attempts
+    env = {"REDIS_NAMESPACE": f"pg{uuid.uuid4().hex[:10]}"}
+    async with granian_app(db_url, redis_url, workers=1, env=env) as base:
         yield base
 
 
