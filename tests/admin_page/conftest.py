@@ -48,11 +48,16 @@ def _missing() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def chromium() -> str:
+def chromium(pytestconfig: pytest.Config) -> str:
     reason = _missing()
     if reason:
         message = f"BROWSER TESTS SKIPPED: {reason}"
-        print(f"\n{'!' * 78}\n{message}\n{'!' * 78}")
+        # past output capture, on the terminal itself: this must not go unnoticed
+        terminal = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+        capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+        if terminal is not None and capture is not None:
+            with capture.global_and_fixture_disabled():
+                terminal.write_line(f"\n{'!' * 78}\n{message}\n{'!' * 78}", red=True, bold=True)
         pytest.skip(message)
     return CHROMIUM
 
