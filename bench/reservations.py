@@ -28,11 +28,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import os
 import random
 import secrets
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -40,6 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import httpx
 
@@ -50,7 +55,6 @@ from app.core.auth import DriverPrincipal, issue_driver_token  # noqa: E402
 from app.core.embedded import Services, dsn_for_database  # noqa: E402
 from app.core.settings import Settings  # noqa: E402
 from app.identity.codes import new_id_tag  # noqa: E402
-from app.sim import SimCharger, SimOptions, connect  # noqa: E402
 from bench._service import admin_token, create_admin, running_service  # noqa: E402
 
 DB_NAME = "voltway_bench_reservations"
@@ -139,53 +143,59 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def driver_loop(
-    http: httpx.AsyncClient,
+    http: aiohttp.ClientSession,
+    base: str,
     token: str,
     connectors: list[str],
     stats: Stats,
     stop_at: float,
     rng: random.Random,
-    hold_ms: tuple[float, float],
+    hold_ms: float,
 ) -> None:
     headers = {"authorization": f"Bearer {token}"}
     while time.monotonic() < stop_at:
         connector_id = rng.choice(connectors)
         t0 = time.perf_counter()
         try:
-            r = await http.post(
-                "/v1/reservations", json={"connector_id": connector_id}, headers=headers
-            )
-        except httpx.HTTPError:
+            async with http.post(
+                f"{base}/v1/reservations", json={"connector_id": connector_id}, headers=headers
+            ) as r:
+                status, body = r.status, await r.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError):
             stats.errors += 1
             continue
         took = time.perf_counter() - t0
-        if r.status_code == 201:
+        if status == 201:
             held_from = time.perf_counter()
             stats.accepted.append(took)
             stats.codes["201"] += 1
-            rid = r.json()["reservation_id"]
-            await asyncio.sleep(rng.uniform(*hold_ms) / 1000)
+            rid = body["reservation_id"]
+            await asyncio.sleep(rng.uniform(0, hold_ms) / 1000)
             t0 = time.perf_counter()
             stats.won.append((rid, connector_id, held_from, t0))
-            d = await http.delete(f"/v1/reservations/{rid}", headers=headers)
+            async with http.delete(f"{base}/v1/reservations/{rid}", headers=headers) as d:
+                await d.read()
+                if d.status != 200:
+                    stats.codes[f"cancel {d.status}"] += 1
             stats.cancels.append(time.perf_counter() - t0)
-            if d.status_code != 200:
-                stats.codes[f"cancel {d.status_code}"] += 1
         else:
             stats.refused.append(took)
-            code = r.json().get("code", "?") if r.status_code < 500 else "5xx"
-            stats.codes[f"{r.status_code} {code}"] += 1
+            code = body.get("code", "?") if status < 500 else "5xx"
+            stats.codes[f"{status} {code}"] += 1
             await asyncio.sleep(rng.uniform(0, 0.01))
 
 
-async def health_floor(http: httpx.AsyncClient, concurrency: int, seconds: float) -> list[float]:
+async def health_floor(
+    http: aiohttp.ClientSession, base: str, concurrency: int, seconds: float
+) -> list[float]:
     lat: list[float] = []
     stop_at = time.monotonic() + seconds
 
     async def one() -> None:
         while time.monotonic() < stop_at:
             t0 = time.perf_counter()
-            await http.get("/health/live")
+            async with http.get(f"{base}/health/live") as r:
+                await r.read()
             lat.append(time.perf_counter() - t0)
 
     await asyncio.gather(*(one() for _ in range(concurrency)))
@@ -254,26 +264,53 @@ async def run(
         ]
     finally:
         await conn.close()
-    options = SimOptions(response_timeout_s=10, reconnect_min_s=0.2, reconnect_max_s=2)
+    # The simulated chargers run in a process of their own (as in the demo), so they do not
+    # compete with the drivers' client for one event loop.
+    chargers_file = Path(tempfile.mkdtemp()) / "chargers.json"
+    chargers_file.write_text(
+        json.dumps(
+            {
+                "chargers": [
+                    {"id": r["charge_point_id"], "password": PASSWORD, "connectors": list(r["nos"])}
+                    for r in plan
+                ]
+            }
+        )
+    )
     ws = base.replace("http://", "ws://") + "/ocpp"
-    gate = asyncio.Semaphore(20)
-
-    async def start(cpid: str, nos: list[int]) -> SimCharger:
-        async with gate:
-            return await connect(ws, cpid, PASSWORD, connectors=nos, options=options, timeout_s=60)
-
     t0 = time.perf_counter()
-    sims = list(await asyncio.gather(*(start(r["charge_point_id"], list(r["nos"])) for r in plan)))
-    print(f"{len(sims)} simulated chargers online in {time.perf_counter() - t0:.1f} s")
-    await wait_available(db_url, len(connectors))
+    sims = subprocess.Popen(  # noqa: ASYNC220 - started once, before the measurement
+        [
+            *(sys.executable, "-m", "app.sim", "--url", ws, "--chargers", str(chargers_file)),
+            *("--mode", "idle", "--report-every", "0", "--response-timeout", "10"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        await wait_available(db_url, len(connectors))
+        print(f"{len(plan)} simulated chargers online in {time.perf_counter() - t0:.1f} s")
+        return await race(base, db_url, settings, args, connectors)
+    finally:
+        sims.send_signal(signal.SIGINT)
+        try:
+            sims.wait(15)
+        except subprocess.TimeoutExpired:
+            sims.kill()
+
+
+async def race(
+    base: str, db_url: str, settings: Settings, args: argparse.Namespace, connectors: list[str]
+) -> int:
     tokens = await make_drivers(db_url, settings, args.drivers)
 
     stats = Stats()
-    limits = httpx.Limits(
-        max_connections=args.concurrency, max_keepalive_connections=args.concurrency
-    )
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as http:
-        floor = await health_floor(http, args.concurrency, 3)
+    connector = aiohttp.TCPConnector(limit=args.concurrency)
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=30)
+    ) as http:
+        floor = await health_floor(http, base, args.concurrency, 3)
         rng = random.Random(args.seed)
         stop_at = time.monotonic() + args.seconds
         started = time.perf_counter()
@@ -281,12 +318,13 @@ async def run(
             *(
                 driver_loop(
                     http,
+                    base,
                     t,
                     connectors,
                     stats,
                     stop_at,
                     random.Random(rng.random()),
-                    (0, args.hold_ms),
+                    args.hold_ms,
                 )
                 for t in tokens
             )
@@ -294,15 +332,14 @@ async def run(
         wall = time.perf_counter() - started
     await asyncio.sleep(1)  # the last CancelReservations
     problems = await proof(db_url, stats)
-    for sim in sims:
-        await sim.close()
 
     attempts = len(stats.accepted) + len(stats.refused)
     held_per_s = len(stats.accepted) / wall
     p99_accepted = pct(stats.accepted, 0.99)
     print(
         f"\nreservations: {args.drivers} drivers racing over {len(connectors)} connectors "
-        f"for {wall:.1f} s, 2 API workers, in-flight ≤ {args.concurrency}"
+        f"for {wall:.1f} s, 2 API workers, in-flight ≤ {args.concurrency} "
+        f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
     )
     print(f"  accepted holds       {len(stats.accepted):6d}  {held_per_s:7.1f}/s")
     print(f"  attempts             {attempts:6d}  {attempts / wall:7.1f}/s")

@@ -8,8 +8,8 @@ from datetime import datetime
 from app.core.sql import Executor, execute, fetch_all, fetch_one, fetch_val
 from app.reservations.schemas import (
     ActivatedRow,
+    Checks,
     ConnectorRow,
-    DriverLoad,
     DriverRow,
     EndedRow,
     IdRow,
@@ -29,28 +29,29 @@ async def lock_driver(db: Executor, *, driver_id: uuid.UUID) -> None:
     await fetch_val(db, "reservations.lock_driver", driver_id)
 
 
-async def try_lock_connector(db: Executor, *, connector_id: uuid.UUID) -> bool:
-    return bool(await fetch_val(db, "reservations.try_lock_connector", connector_id))
-
-
-async def driver_load(db: Executor, *, driver_id: uuid.UUID, now: datetime) -> DriverLoad:
-    row = await fetch_one(db, "reservations.driver_load", DriverLoad, driver_id, now)
+async def checks(
+    db: Executor,
+    *,
+    driver_id: uuid.UUID,
+    now: datetime,
+    start_at: datetime,
+    expires_at: datetime,
+    connector_id: uuid.UUID,
+    hold: bool,
+) -> Checks:
+    row = await fetch_one(
+        db,
+        "reservations.checks",
+        Checks,
+        driver_id,
+        now,
+        start_at,
+        expires_at,
+        connector_id,
+        hold,
+    )
     assert row is not None  # an aggregate always answers one row
     return row
-
-
-async def driver_overlap(
-    db: Executor, *, driver_id: uuid.UUID, start_at: datetime, expires_at: datetime
-) -> bool:
-    return bool(await fetch_val(db, "reservations.driver_overlap", driver_id, start_at, expires_at))
-
-
-async def connector_overlap(
-    db: Executor, *, connector_id: uuid.UUID, start_at: datetime, expires_at: datetime
-) -> bool:
-    return bool(
-        await fetch_val(db, "reservations.connector_overlap", connector_id, start_at, expires_at)
-    )
 
 
 async def insert(

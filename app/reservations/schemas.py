@@ -146,9 +146,14 @@ class DriverRow(msgspec.Struct, kw_only=True):
     vehicle_max_dc_w: int | None
 
 
-class DriverLoad(msgspec.Struct, kw_only=True):
+class Checks(msgspec.Struct, kw_only=True):
+    """What `create` checks under the driver's lock (see `reservations.checks`)."""
+
     holding: int
     future: int
+    driver_overlap: bool
+    connector_overlap: bool
+    connector_lock: bool
 
 
 class EndedRow(msgspec.Struct, kw_only=True):

@@ -43,6 +43,7 @@ from app.core.sql import Executor
 from app.reservations import queries as q
 from app.reservations import slots
 from app.reservations.schemas import (
+    Checks,
     ConnectorRow,
     Reservation,
     ReservationPage,
@@ -147,16 +148,20 @@ async def create(
         ) from None
 
     await q.lock_driver(db, driver_id=driver_uuid)
-    await _check_driver(db, driver_uuid, window, now)
-    _check_connector(connector, hold=window.hold)
-    if await q.connector_overlap(
+    checks = await q.checks(
         db,
-        connector_id=connector.connector_id,
+        driver_id=driver_uuid,
+        now=now,
         start_at=window.start_at,
         expires_at=window.expires_at,
-    ):
+        connector_id=connector.connector_id,
+        hold=window.hold,
+    )
+    _check_driver(checks, window)
+    _check_connector(connector, hold=window.hold)
+    if checks.connector_overlap:
         raise ConnectorUnavailable("the connector is reserved for that time")
-    if window.hold and not await q.try_lock_connector(db, connector_id=connector.connector_id):
+    if not checks.connector_lock:
         raise ConnectorUnavailable("another driver is reserving this connector right now")
 
     row = await _insert(
@@ -194,18 +199,13 @@ def _vehicle(
     return slots.VehicleSpec(battery_wh, max_ac_w or 0, max_dc_w or 0)
 
 
-async def _check_driver(
-    db: Executor, driver_id: uuid.UUID, window: slots.Window, now: datetime
-) -> None:
-    """The per-driver caps (under the driver's advisory lock, so they cannot race)."""
-    load = await q.driver_load(db, driver_id=driver_id, now=now)
-    if window.hold and load.holding:
+def _check_driver(checks: Checks, window: slots.Window) -> None:
+    """The per-driver caps (counted under the driver's advisory lock: they cannot race)."""
+    if window.hold and checks.holding:
         raise ReservationLimit("you already hold a connector; cancel that reservation first")
-    if not window.hold and load.future >= MAX_FUTURE_SLOTS:
+    if not window.hold and checks.future >= MAX_FUTURE_SLOTS:
         raise ReservationLimit(f"at most {MAX_FUTURE_SLOTS} future slots at a time")
-    if await q.driver_overlap(
-        db, driver_id=driver_id, start_at=window.start_at, expires_at=window.expires_at
-    ):
+    if checks.driver_overlap:
         raise ReservationLimit("you have another reservation at that time")
 
 

@@ -18,31 +18,23 @@ SELECT driver_id, id_tag, vehicle_battery_wh, vehicle_max_ac_w, vehicle_max_dc_w
 -- Serialise one driver's reservation changes until the transaction ends (the caps cannot race).
 SELECT pg_advisory_xact_lock(30322, hashtext($1::uuid::text));
 
--- name: try_lock_connector
--- Whether this transaction may put a hold on the connector now (false: another hold is being made).
-SELECT pg_try_advisory_xact_lock(30323, hashtext($1::uuid::text));
-
--- name: driver_load
--- The driver's live reservations: how many hold a connector now, how many future slots have not begun.
+-- name: checks
+-- Under the driver's lock, in one trip: the driver's live holds and future slots, overlaps of [start, end) for the driver and for the connector, and for a hold the connector's hold lock (false: another hold is being made).
 SELECT count(*) FILTER (WHERE status = 'ACTIVE'
                            OR (status = 'CONFIRMED' AND began_at IS NOT NULL AND expires_at > $2))
            AS holding,
        count(*) FILTER (WHERE status = 'CONFIRMED' AND began_at IS NULL AND start_at > $2)
-           AS future
+           AS future,
+       coalesce(bool_or(tstzrange(start_at, expires_at, '[)') && tstzrange($3, $4, '[)')), false)
+           AS driver_overlap,
+       EXISTS (SELECT 1 FROM reservations x
+                WHERE x.connector_id = $5 AND x.status IN ('CONFIRMED', 'ACTIVE')
+                  AND tstzrange(x.start_at, x.expires_at, '[)') && tstzrange($3, $4, '[)'))
+           AS connector_overlap,
+       CASE WHEN $6::boolean THEN pg_try_advisory_xact_lock(30323, hashtext($5::uuid::text))
+            ELSE true END AS connector_lock
   FROM reservations
  WHERE driver_id = $1 AND status IN ('CONFIRMED', 'ACTIVE');
-
--- name: driver_overlap
--- Whether the driver has a live reservation overlapping [start, end) (one place at a time).
-SELECT EXISTS (SELECT 1 FROM reservations
-                WHERE driver_id = $1 AND status IN ('CONFIRMED', 'ACTIVE')
-                  AND tstzrange(start_at, expires_at, '[)') && tstzrange($2, $3, '[)'));
-
--- name: connector_overlap
--- Whether the connector has a live reservation overlapping [start, end) (the friendly check; the constraint decides).
-SELECT EXISTS (SELECT 1 FROM reservations
-                WHERE connector_id = $1 AND status IN ('CONFIRMED', 'ACTIVE')
-                  AND tstzrange(start_at, expires_at, '[)') && tstzrange($2, $3, '[)'));
 
 -- name: insert
 -- A new CONFIRMED reservation (the exclusion constraints refuse an overlap).
