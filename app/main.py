@@ -24,7 +24,7 @@ from app.connectivity import routes as connectivity_routes
 from app.core import gcpolicy as gc_policy
 from app.core.auth import provide_driver, provide_staff
 from app.core.clock import provide_clock
-from app.core.db import create_pool, provide_db
+from app.core.db import RequestTransactions, create_pool, provide_db
 from app.core.errors import EXCEPTION_HANDLERS
 from app.core.idempotency import IdempotencyMiddleware
 from app.core.limits import LimitedRequest, RequestLimitsMiddleware
@@ -75,6 +75,7 @@ MIDDLEWARE: list[Any] = [
     DefineMiddleware(ObservabilityMiddleware, access_log=os.environ.get("ACCESS_LOG", "1") != "0"),  # type: ignore[arg-type]
     RequestLimitsMiddleware,  # body size, query size, NUL: before anything reads the body
     IdempotencyMiddleware,
+    RequestTransactions,  # innermost: no request leaves a pooled connection checked out
 ]
 
 OPENAPI = OpenAPIConfig(

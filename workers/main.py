@@ -16,6 +16,7 @@ from app.connectivity.tasks import close_client, sweep_connectivity, sweep_links
 from app.core import outbox
 from app.core.db import create_pool
 from app.core.observability import configure_logging
+from app.core.idempotency import purge_idempotency_keys
 from app.core.outbox import purge_outbox, relay_outbox
 from app.core.settings import get_settings
 from app.identity.tasks import purge_expired_identity
@@ -64,6 +65,7 @@ FUNCTIONS: list[Any] = [
 CRON_JOBS: list[Any] = [
     cron(relay_outbox, second=set(range(0, 60, 5)), run_at_startup=True, unique=True),
     cron(purge_outbox, minute=23, second=0, unique=True),
+    cron(purge_idempotency_keys, minute=29, second=0, unique=True),
     cron(redact_expired_sms, minute=set(range(0, 60, 5)), second=30, unique=True),
     cron(purge_expired_identity, minute=17, second=0, unique=True),
     # SMS alerts that come due with time (reservation ending, car idle, charger quiet).

@@ -1,26 +1,50 @@
 """`Idempotency-Key` for every mutating call: the first response is stored and replayed.
 
-Pure ASGI middleware over a PostgreSQL table, so it holds across API worker processes:
-- the first request with a key claims it (INSERT … ON CONFLICT DO NOTHING) and runs;
-- concurrent requests with the same key wait for that response, then replay it;
-- the same key with a different request (method, path, query or body) → 422;
-- a 5xx answer releases the key so the client may retry.
-The scope of a key is the caller's credentials (a hash of the Authorization header), so
-two clients never see each other's responses.
+Pure ASGI middleware over a PostgreSQL table, so it holds across API worker processes.
+
+The first response is stored **in the request's own transaction**. The middleware opens a
+transaction for the key, takes the key's advisory lock in it (`pg_try_advisory_xact_lock`),
+claims the row, and hands that connection to the handler's `db` dependency (which runs in
+a savepoint of it, `app/core/db.py`); when the response is complete it writes the response
+into the row and commits once, then sends it. So the handler's effects, the claim and the
+stored response commit together or not at all:
+- a crash (process killed, connection lost) before the commit leaves nothing: no effect,
+  no claim, and the retry runs the request afresh;
+- after the commit, the response is there to replay. No key can be left "in progress".
+The alternative — committing the handler first and storing the response after, with an
+in-progress claim that expires — cannot be made correct: a crash between the two commits
+would lose the response of an effect that happened, and once the claim expired the retry
+would run the effect a second time.
+
+Concurrent requests with the same key do not hold a connection while they wait: they
+find the advisory lock taken, and poll (backing off, up to `idempotency_wait_s`) until the
+first one committed (→ replay) or gave up (→ they claim the key themselves); past the wait
+→ 409 `idempotency_in_progress`. The same key with another request (method, path, query or
+body) → 422 `idempotency_key_reused`. A 5xx answer rolls everything back, so the key is
+free for a retry. Keys expire after `idempotency_ttl_s` (purged by `purge_idempotency_keys`).
+
+The scope of a key is the caller's credentials (a hash of the Authorization header), so two
+clients never see each other's responses. The body is buffered to hash it, at most
+`MAX_BODY_BYTES` (or the route's own `opt["max_body_bytes"]`, e.g. the fleet import's) →
+413 `payload_too_large`. A handler that works on connections of its own (the pool) is
+outside this guarantee.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 from typing import Any
 
 import asyncpg
 import msgspec
 
+from app.core.db import SHARED_CONNECTION, end_abandoned
 from app.core.errors import TYPE_BASE, FieldError, Problem
 from app.core.settings import Settings
+from app.core.sql import execute, fetch_one, fetch_val
 
 # Raw ASGI types are dicts here; Litestar's TypedDict unions add nothing but casts.
 ASGIApp = Any
@@ -29,10 +53,22 @@ Receive = Any
 Scope = dict[str, Any]
 Send = Any
 
-
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 EXCLUDED_PREFIXES = ("/webhooks/", "/ocpp/")
 MAX_KEY_LEN = 255
+MAX_BODY_BYTES = 1024 * 1024
+log = logging.getLogger("app.idempotency")
+
+
+class StoredResponse(msgspec.Struct, frozen=True):
+    request_hash: str
+    status_code: int | None
+    headers: list[tuple[str, str]] | None
+    body: bytes | None
+
+
+class _BodyTooLarge(Exception):
+    pass
 
 
 def _problem(status: int, code: str, title: str, detail: str) -> tuple[int, list[Any], bytes]:
@@ -47,6 +83,22 @@ def _problem(status: int, code: str, title: str, detail: str) -> tuple[int, list
         )
     )
     return status, [(b"content-type", b"application/problem+json")], body
+
+
+def body_limit(scope: Scope, settings: Settings) -> int:
+    """What this middleware buffers for the route: its `opt["max_body_bytes"]` (an int or
+    the name of a Settings field) when it declares one, else MAX_BODY_BYTES."""
+    handler = scope.get("route_handler")
+    wanted = getattr(handler, "opt", {}).get("max_body_bytes") if handler is not None else None
+    if isinstance(wanted, str):
+        wanted = getattr(settings, wanted, None)
+    return wanted if isinstance(wanted, int) else MAX_BODY_BYTES
+
+
+def lock_key(key_scope: str, key: str) -> int:
+    """A signed 64-bit advisory lock id for one (scope, key)."""
+    digest = hashlib.sha256(f"idempotency\0{key_scope}\0{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class IdempotencyMiddleware:
@@ -79,10 +131,23 @@ class IdempotencyMiddleware:
             )
             return
 
-        body = await _read_body(receive)
         state = scope["app"].state
         pool: asyncpg.Pool = state.pool
         settings: Settings = state.settings
+        limit = body_limit(scope, settings)
+        try:
+            body = await _read_body(receive, limit)
+        except _BodyTooLarge:
+            await _send_raw(
+                send,
+                *_problem(
+                    413,
+                    "payload_too_large",
+                    "The body is too large",
+                    f"at most {limit} bytes with an Idempotency-Key",
+                ),
+            )
+            return
         principal = hashlib.sha256(auth.encode()).hexdigest()[:32] if auth else "anonymous"
         key_scope = f"{principal}:{scope['method']}:{path}"
         request_hash = hashlib.sha256(
@@ -90,100 +155,15 @@ class IdempotencyMiddleware:
                 [scope["method"].encode(), path.encode(), scope.get("query_string", b""), body]
             )
         ).hexdigest()
+        call = _Call(self.app, scope, receive, send, pool, settings, key_scope, key, body)
 
-        claimed = await pool.fetchval(
-            """INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3)
-               ON CONFLICT (scope, key) DO UPDATE
-                  SET request_hash = EXCLUDED.request_hash, created_at = now(),
-                      status_code = NULL, headers = NULL, body = NULL, completed_at = NULL
-                  WHERE idempotency_keys.created_at < now() - make_interval(secs => $4)
-               RETURNING true""",
-            key_scope,
-            key,
-            request_hash,
-            float(settings.idempotency_ttl_s),
-        )
-        if not claimed:
-            await self._replay(pool, settings, key_scope, key, request_hash, send)
-            return
-
-        captured: dict[str, Any] = {"status": 500, "headers": [], "body": bytearray()}
-
-        pending: bytes | None = body
-
-        async def replay_receive() -> Message:
-            nonlocal pending
-            if pending is not None:
-                chunk, pending = pending, None
-                return {"type": "http.request", "body": chunk, "more_body": False}
-            message: Message = await receive()
-            return message
-
-        async def capture_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                captured["status"] = message["status"]
-                captured["headers"] = list(message.get("headers", []))
-            elif message["type"] == "http.response.body":
-                captured["body"] += message.get("body", b"")
-            await send(message)
-
-        try:
-            await self.app(scope, replay_receive, capture_send)
-        except BaseException:
-            await pool.execute(
-                "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2", key_scope, key
-            )
-            raise
-        if captured["status"] >= 500:
-            await pool.execute(
-                "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2", key_scope, key
-            )
-            return
-        headers = [
-            [k.decode("latin-1"), v.decode("latin-1")]
-            for k, v in captured["headers"]
-            if k.lower() not in (b"content-length", b"x-request-id", b"date")
-        ]
-        await pool.execute(
-            """UPDATE idempotency_keys SET status_code = $3, headers = $4, body = $5,
-                      completed_at = now() WHERE scope = $1 AND key = $2""",
-            key_scope,
-            key,
-            captured["status"],
-            headers,
-            bytes(captured["body"]),
-        )
-
-    async def _replay(
-        self,
-        pool: asyncpg.Pool,
-        settings: Settings,
-        key_scope: str,
-        key: str,
-        request_hash: str,
-        send: Send,
-    ) -> None:
         deadline = time.monotonic() + settings.idempotency_wait_s
         delay = 0.02
         while True:
-            row = await pool.fetchrow(
-                """SELECT request_hash, status_code, headers, body FROM idempotency_keys
-                   WHERE scope = $1 AND key = $2""",
-                key_scope,
-                key,
-            )
-            if row is None:  # the first attempt failed with a 5xx and released the key
-                await _send_raw(
-                    send,
-                    *_problem(
-                        409,
-                        "idempotency_retry",
-                        "Retry the request",
-                        "the first request with this key failed; retry",
-                    ),
-                )
+            stored = await call.run_or_find(request_hash)
+            if stored is None:  # this request ran and answered
                 return
-            if row["request_hash"] != request_hash:
+            if stored.request_hash != request_hash:
                 await _send_raw(
                     send,
                     *_problem(
@@ -194,12 +174,14 @@ class IdempotencyMiddleware:
                     ),
                 )
                 return
-            if row["status_code"] is not None:
-                headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in row["headers"]]
+            if stored.status_code is not None:
+                headers = [
+                    (k.encode("latin-1"), v.encode("latin-1")) for k, v in stored.headers or []
+                ]
                 headers.append((b"idempotent-replayed", b"true"))
-                await _send_raw(send, row["status_code"], headers, row["body"])
+                await _send_raw(send, stored.status_code, headers, stored.body or b"")
                 return
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline:  # another request holds the key
                 await _send_raw(
                     send,
                     *_problem(
@@ -214,13 +196,173 @@ class IdempotencyMiddleware:
             delay = min(delay * 1.5, 0.2)
 
 
-async def _read_body(receive: Receive) -> bytes:
+class _KeyTransaction:
+    """The key's transaction (asyncpg's own object refuses a second rollback)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.tx = conn.transaction()
+        self.done = False
+
+    async def commit(self) -> None:
+        self.done = True
+        await self.tx.commit()
+
+    async def rollback(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            await self.tx.rollback()
+        except (asyncpg.InterfaceError, asyncpg.PostgresError, OSError) as exc:
+            log.warning("could not roll back an idempotent request: %r", exc)
+
+
+class _Call:
+    """One request under a key: claims it and runs the app in one transaction."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        pool: asyncpg.Pool,
+        settings: Settings,
+        key_scope: str,
+        key: str,
+        body: bytes,
+    ) -> None:
+        self.app, self.scope, self.receive, self.send = app, scope, receive, send
+        self.pool, self.settings = pool, settings
+        self.key_scope, self.key, self.body = key_scope, key, body
+
+    async def run_or_find(self, request_hash: str) -> StoredResponse | None:
+        """Run the request if the key is free (None: it answered), else what is stored
+        (`status_code` None while another request holds the key)."""
+        in_progress = StoredResponse(
+            request_hash=request_hash, status_code=None, headers=None, body=None
+        )
+        async with self.pool.acquire() as conn:
+            tx = _KeyTransaction(conn)
+            await tx.tx.start()
+            try:
+                if not await fetch_val(
+                    conn, "idempotency.try_lock", lock_key(self.key_scope, self.key)
+                ):
+                    return in_progress
+                claimed = await fetch_val(
+                    conn,
+                    "idempotency.claim",
+                    self.key_scope,
+                    self.key,
+                    request_hash,
+                    float(self.settings.idempotency_ttl_s),
+                )
+                if not claimed:
+                    stored = await fetch_one(
+                        conn, "idempotency.stored", StoredResponse, self.key_scope, self.key
+                    )
+                    return stored or in_progress
+                await self._run(conn, tx)
+                return None
+            finally:
+                await tx.rollback()  # a no-op once committed or rolled back
+
+    async def _run(self, conn: asyncpg.Connection, tx: _KeyTransaction) -> None:
+        """Run the app on `conn`'s transaction; commit it with the response, then send."""
+        start: Message | None = None
+        chunks: list[bytes] = []
+        pending: bytes | None = self.body
+
+        async def replay_receive() -> Message:
+            nonlocal pending
+            if pending is not None:
+                chunk, pending = pending, None
+                return {"type": "http.request", "body": chunk, "more_body": False}
+            message: Message = await self.receive()
+            return message
+
+        async def capture_send(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+                return
+            if message["type"] != "http.response.body" or start is None:
+                await self.send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            await self._finish(conn, tx, start, b"".join(chunks))
+
+        state = self.scope.setdefault("state", {})
+        state[SHARED_CONNECTION] = conn
+        try:
+            await self.app(self.scope, replay_receive, capture_send)
+        finally:
+            state.pop(SHARED_CONNECTION, None)
+
+    async def _finish(
+        self, conn: asyncpg.Connection, tx: _KeyTransaction, start: Message, body: bytes
+    ) -> None:
+        status: int = start["status"]
+        await end_abandoned(self.scope)  # a savepoint whose cleanup never ran
+        if status >= 500:  # nothing is kept: the key is free for a retry
+            await tx.rollback()
+        else:
+            headers = [
+                (k.decode("latin-1"), v.decode("latin-1"))
+                for k, v in start.get("headers", [])
+                if k.lower() not in (b"content-length", b"x-request-id", b"date")
+            ]
+            try:
+                await execute(
+                    conn,
+                    "idempotency.store_response",
+                    self.key_scope,
+                    self.key,
+                    status,
+                    headers,
+                    body,
+                )
+                await tx.commit()
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                log.warning("could not commit the idempotent request: %r", exc)
+                await tx.rollback()
+                await _send_raw(
+                    self.send,
+                    *_problem(
+                        503,
+                        "service_unavailable",
+                        "Try again shortly",
+                        "the request could not be committed; nothing was kept",
+                    ),
+                )
+                return
+        await self.send(start)
+        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def purge_idempotency_keys(ctx: dict[str, Any]) -> int:
+    """Cron: forget keys older than `idempotency_ttl_s`; returns how many."""
+    settings: Settings = ctx["settings"]
+    return await execute(
+        ctx["pool"], "idempotency.purge_expired", float(settings.idempotency_ttl_s)
+    )
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             break
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
