@@ -22,8 +22,12 @@ from app.sessions.schemas import (
 )
 
 
-async def connector_for_start(db: Executor, *, connector_id: uuid.UUID) -> StartConnector | None:
-    return await fetch_one(db, "sessions.connector_for_start", StartConnector, connector_id)
+async def connector_for_start(
+    db: Executor, *, connector_id: uuid.UUID, driver_id: uuid.UUID
+) -> StartConnector | None:
+    return await fetch_one(
+        db, "sessions.connector_for_start", StartConnector, connector_id, driver_id
+    )
 
 
 async def connector_busy(db: Executor, *, charger_id: uuid.UUID, connector_no: int) -> bool:

@@ -108,6 +108,7 @@ class StartConnector(msgspec.Struct, kw_only=True):
     site_id: uuid.UUID
     timezone: str
     connectivity: str
+    id_tag: str | None
 
 
 class NewSession(msgspec.Struct, kw_only=True):

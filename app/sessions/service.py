@@ -239,7 +239,7 @@ async def start(
     connector_id = _uuid(body.connector_id, ConnectorNotFound())
     t0 = time.perf_counter()
     async with pool.acquire() as conn, conn.transaction():
-        k = await queries.connector_for_start(conn, connector_id=connector_id)
+        k = await queries.connector_for_start(conn, connector_id=connector_id, driver_id=driver)
         if k is None:
             raise ConnectorNotFound()
         if k.connectivity not in SHOWN:
@@ -259,28 +259,27 @@ async def start(
             conn, charger_id=k.charger_id, connector_no=k.connector_no
         ):
             raise ConnectorUnavailable(f"the connector is {k.connector_status.lower()}")
-        tag = await queries.driver_tag(conn, driver_id=driver)
+        tag = k.id_tag
         if tag is None:
             raise SessionNotFound("no such driver")
         tariff = await pricing.tariff_for_session(conn, str(connector_id), now)
         if tariff is None:
             raise ConnectorUnavailable("no tariff applies to this connector now")
-        try:
-            async with conn.transaction():
-                new = await queries.insert_starting(
-                    conn,
-                    origin="app",
-                    charger_id=k.charger_id,
-                    connector_id=connector_id,
-                    connector_no=k.connector_no,
-                    id_tag=tag,
-                    driver_id=driver,
-                    now=now,
-                    tariff_id=uuid.UUID(tariff.tariff_id),
-                    tariff_version=tariff.version,
-                    currency=tariff.currency,
-                    reservation_uuid=reservation_uuid,
-                )
+        try:  # (the error aborts this transaction, which then rolls back: no savepoint)
+            new = await queries.insert_starting(
+                conn,
+                origin="app",
+                charger_id=k.charger_id,
+                connector_id=connector_id,
+                connector_no=k.connector_no,
+                id_tag=tag,
+                driver_id=driver,
+                now=now,
+                tariff_id=uuid.UUID(tariff.tariff_id),
+                tariff_version=tariff.version,
+                currency=tariff.currency,
+                reservation_uuid=reservation_uuid,
+            )
         except asyncpg.UniqueViolationError:
             raise SessionActive() from None
     t1 = time.perf_counter()

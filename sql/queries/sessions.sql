@@ -1,8 +1,9 @@
 -- name: connector_for_start
--- A connector with its charger, site and connectivity, locked so that concurrent starts on it queue up.
+-- A connector with its charger, site, connectivity and the starting driver's idTag; locked so that concurrent starts on it queue up.
 SELECT k.connector_id, k.connector_no, k.status AS connector_status, k.power_w,
        k.charger_id, c.charge_point_id, k.site_id, s.timezone,
-       h.state AS connectivity
+       h.state AS connectivity,
+       (SELECT d.id_tag FROM drivers d WHERE d.driver_id = $2) AS id_tag
   FROM connectors k
   JOIN chargers c ON c.charger_id = k.charger_id
   JOIN sites s ON s.site_id = k.site_id
@@ -11,7 +12,7 @@ SELECT k.connector_id, k.connector_no, k.status AS connector_status, k.power_w,
    FOR UPDATE OF k;
 
 -- name: connector_busy
--- Whether a session is active (starting or running) on this connector.
+-- Whether a session is active (starting or running) on this connector. Its own statement, after the lock: a subquery of the locking one would read the snapshot from before the wait.
 SELECT EXISTS (
     SELECT 1 FROM charging_sessions
      WHERE charger_id = $1 AND connector_no = $2 AND ended_at IS NULL
