@@ -11,7 +11,7 @@ REQUIRE_KERNEL ?= 1
 export REQUIRE_KERNEL
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt openapi openapi-check bench bench-import bench-ocpp clean browser
+.PHONY: help run test lint fmt openapi openapi-check bench bench-import bench-ocpp clean browser fuzz
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ bench-import: $(STAMP) $(KERNEL) ## onboarding 10,000 chargers / 30,000 connecto
 
 bench-ocpp: $(STAMP) $(KERNEL) ## 10,000 simulated OCPP chargers on one API process, StatusNotification/MeterValues msg/s
 	$(BIN)/python bench/ocpp_load.py
+
+fuzz: $(STAMP) $(KERNEL) ## schemathesis over openapi/openapi.json, every operation, >= 5,000 requests (bench/fuzz.py)
+	$(BIN)/python bench/fuzz.py $(FUZZ_ARGS)
 
 clean: ## remove the venv, node_modules and local data (embedded database included)
 	rm -rf $(VENV) node_modules .data build app/discovery/_nearby*.so

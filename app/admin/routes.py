@@ -11,11 +11,12 @@ from litestar.params import FromQuery, JSONBody, QueryParameter
 from app.admin import service
 from app.admin.schemas import AuditPage, LoginRequest, LoginResponse
 from app.core.auth import Permission, requires
+from app.core.clientaddr import client_address
 from app.core.deps import ClockDep, Db
 
 
 def client_ip(request: Request[Any, Any, Any]) -> str:
-    return request.client.host if request.client else "unknown"
+    return client_address(request)
 
 
 class StaffAuthController(Controller):

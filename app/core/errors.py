@@ -127,14 +127,14 @@ def _field_errors(extra: Any) -> list[FieldError]:
             continue
         message = str(item.get("message", "invalid"))
         key = item.get("key")
-        field = _field_from_message(message)
+        field = field_from_message(message)
         if field == "body" and key and key != "data":
             field = str(key)
         out.append(FieldError(field=field, message=message))
     return out
 
 
-def _field_from_message(message: str) -> str:
+def field_from_message(message: str) -> str:
     # msgspec says e.g. "Expected `int`, got `str` - at `$.sites[0].lat`" or
     # "Object contains unknown field `role`" or "Object missing required field `email`".
     marker = " - at `"
@@ -240,6 +240,49 @@ def handle_exclusion_violation(
     )
 
 
+def handle_bad_value(
+    request: Request[Any, Any, Any], exc: asyncpg.exceptions.DataError
+) -> Response[bytes]:
+    """Safety net for input that got past the boundary types but that PostgreSQL refuses
+    as a value: SQLSTATE class 22 (data exception: a number beyond the column's range, a
+    NUL character, an invalid date or text) and the value checks of class 23 (CHECK and
+    NOT NULL). The request's transaction is rolled back; the client gets a 422, as for any
+    invalid input, and the log a warning (the boundary type should have refused it)."""
+    sqlstate = getattr(exc, "sqlstate", None) or "22000"
+    log.warning(
+        "value refused by the database on %s %s (%s): %s",
+        request.method,
+        request.url.path,
+        sqlstate,
+        type(exc).__name__,
+    )
+    message = "a value is out of range or not accepted"
+    return problem_response(
+        422,
+        "validation_failed",
+        "The request is not valid",
+        message,
+        errors=[FieldError(field="request", message=message)],
+        instance=request.url.path,
+    )
+
+
+def handle_recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Response[bytes]:
+    """msgspec's own nesting guard ("… while deserializing an object") on a body a handler
+    decoded itself is invalid input (422); any other RecursionError is our bug (500)."""
+    if "deserializing" in str(exc):
+        message = "the JSON nests too deeply"
+        return problem_response(
+            422,
+            "validation_failed",
+            "The request is not valid",
+            message,
+            errors=[FieldError(field="body", message=message)],
+            instance=request.url.path,
+        )
+    return handle_internal(request, exc)
+
+
 def handle_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
     log.warning("dependency unavailable: %r", exc)
     return problem_response(
@@ -268,6 +311,10 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     HTTPException: handle_http_exception,
     asyncpg.UniqueViolationError: handle_unique_violation,
     asyncpg.ExclusionViolationError: handle_exclusion_violation,
+    asyncpg.exceptions.DataError: handle_bad_value,
+    asyncpg.exceptions.CheckViolationError: handle_bad_value,
+    asyncpg.exceptions.NotNullViolationError: handle_bad_value,
+    RecursionError: handle_recursion,
     asyncpg.exceptions.PostgresConnectionError: handle_unavailable,
     asyncpg.exceptions.CannotConnectNowError: handle_unavailable,
     ConnectionError: handle_unavailable,

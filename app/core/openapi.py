@@ -17,6 +17,7 @@ from litestar.openapi.spec import (
     Parameter,
     Reference,
     Schema,
+    SecurityScheme,
 )
 
 
@@ -87,16 +88,66 @@ def schema_from_dict(d: dict[str, Any]) -> Schema:
     return Schema(**kwargs)
 
 
+LITESTAR_400 = "Bad request syntax or unsupported method"
+
+
+def _security_names(op: Operation) -> set[str]:
+    return {name for req in (op.security or []) for name in req}
+
+
+def _response_classes(path: str, method: str, op: Operation) -> dict[str, str]:
+    """The error answers every operation of a kind can give, by what the core does to it
+    (limits, guards, problem mapping), so no route has to repeat them. The route's own
+    `responses=` come on top; a status it documents itself is kept as it wrote it."""
+    out = {"422": "Invalid input (`validation_failed`, with `errors`)"}
+    params = op.parameters or []
+    if op.request_body is not None:
+        out["413"] = "The body is larger than this route accepts (`payload_too_large`)"
+    if any(getattr(p, "param_in", None) == ParamType.PATH for p in params):
+        out["404"] = "No such resource, or it is someone else's (`not_found` or a domain code)"
+    if path.startswith("/admin/v1") and not path.startswith("/admin/v1/auth"):
+        out["401"] = "No valid staff token (`unauthorized`)"
+        out["403"] = "The role lacks the permission (`forbidden`)"
+    if path.startswith("/admin/v1/auth/"):
+        out["401"] = "Email, password or TOTP code wrong (`invalid_credentials`)"
+        out["429"] = "Too many failed logins from this address (`rate_limited`)"
+    if "driverBearer" in _security_names(op):
+        out["401"] = "No valid driver token, or the login has ended (`unauthorized`)"
+    optional_token = not op.security or any(not req for req in op.security)
+    if method == "get" and path.startswith("/v1/") and optional_token:
+        # Public discovery (API.md): rate-limited per client.
+        out["429"] = "Too many requests from this client (`rate_limited`, `Retry-After`)"
+    if any(
+        getattr(p, "name", None) == "q" and getattr(p, "param_in", None) == ParamType.QUERY
+        for p in params
+    ):
+        out["503"] = "Place search (`q`) without a configured geocoder (`geocoder_unavailable`)"
+    if path.startswith("/webhooks/"):
+        out["413"] = "The body is larger than this webhook accepts (`payload_too_large`)"
+        if "400" not in (op.responses or {}):
+            out["403"] = "The signature is missing, wrong or stale (`invalid_signature`)"
+    return out
+
+
 def finalize_openapi(app: Litestar) -> None:
     """Describe our error contract in the generated document: invalid input is a 422
-    problem (not Litestar's default 400), and guarded admin routes answer 401/403
-    problems. Runs once, before the document is first served or exported."""
+    problem (not Litestar's default 400), and every class of route documents the errors
+    the core gives it (`_response_classes`); guarded admin routes declare the
+    `staffBearer` scheme. Runs once, before the document is first served or exported."""
     from app.core.errors import Problem
 
     openapi = app.openapi_schema
     if openapi.components.schemas is None:
         openapi.components.schemas = {}
     openapi.components.schemas["Problem"] = schema_from_dict(inline_schema(Problem))
+    schemes = openapi.components.security_schemes
+    if schemes is not None and "staffBearer" not in schemes:
+        schemes["staffBearer"] = SecurityScheme(
+            type="http",
+            scheme="bearer",
+            bearer_format="JWT",
+            description="Staff access token from `POST /admin/v1/auth/login`",
+        )
     problem = {
         "application/problem+json": OpenAPIMediaType(
             schema=Reference(ref="#/components/schemas/Problem")
@@ -107,19 +158,18 @@ def finalize_openapi(app: Litestar) -> None:
             op = getattr(item, method, None)
             if op is None:
                 continue
-            responses = op.responses if op.responses is not None else {}
-            responses.pop("400", None)
-            responses["422"] = OpenAPIResponse(
-                description="Invalid input (`validation_failed`, with `errors`)", content=problem
-            )
             if path.startswith("/admin/v1") and not path.startswith("/admin/v1/auth"):
-                responses["401"] = OpenAPIResponse(
-                    description="No valid staff token (`unauthorized`)", content=problem
-                )
-                responses["403"] = OpenAPIResponse(
-                    description="The role lacks the permission (`forbidden`)", content=problem
-                )
-            op.responses = responses
+                op.security = [{"staffBearer": []}]
+            responses = op.responses if op.responses is not None else {}
+            default_400 = responses.get("400")
+            if isinstance(default_400, OpenAPIResponse) and default_400.description == (
+                LITESTAR_400
+            ):
+                responses.pop("400")
+            for status, description in _response_classes(path, method, op).items():
+                if status not in responses or status == "422":
+                    responses[status] = OpenAPIResponse(description=description, content=problem)
+            op.responses = dict(sorted(responses.items()))
 
 
 def query_parameters(params: type[msgspec.Struct]) -> list[Parameter]:

@@ -65,6 +65,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_ttl_s: int = 24 * 3600
     idempotency_wait_s: float = 10.0
     fleet_import_max_bytes: int = 64 * 1024 * 1024
+    # Abuse limits for every request (app/core/limits.py); routes may raise the body limit.
+    request_max_body_bytes: int = 1024 * 1024
+    request_max_query_bytes: int = 8192
+    request_max_query_params: int = 64
+    # Peers whose X-Forwarded-For is believed (CIDRs, comma-separated; app/core/clientaddr.py).
+    trusted_proxies: tuple[str, ...] = ()
     log_level: str = "INFO"
     data_dir: str = str(ROOT / ".data")
     discovery_rate_per_s: float = 20.0
@@ -178,6 +184,10 @@ def get_settings() -> Settings:
         idempotency_ttl_s=_int("IDEMPOTENCY_TTL_S", 24 * 3600),
         idempotency_wait_s=_float("IDEMPOTENCY_WAIT_S", 10.0),
         fleet_import_max_bytes=_int("FLEET_IMPORT_MAX_BYTES", 64 * 1024 * 1024),
+        request_max_body_bytes=_int("REQUEST_MAX_BODY_BYTES", 1024 * 1024),
+        request_max_query_bytes=_int("REQUEST_MAX_QUERY_BYTES", 8192),
+        request_max_query_params=_int("REQUEST_MAX_QUERY_PARAMS", 64),
+        trusted_proxies=_list("TRUSTED_PROXIES", ()),
         log_level=os.environ.get("LOG_LEVEL", "INFO"),
         data_dir=data_dir,
         discovery_rate_per_s=_float("DISCOVERY_RATE_PER_S", 20.0),

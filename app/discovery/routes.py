@@ -13,6 +13,7 @@ from litestar.params import FromPath
 
 from app.core.errors import RateLimited
 from app.core.openapi import query_operation
+from app.core.clientaddr import client_address
 from app.core.query import JSONBody, parse_query
 from app.core.ratelimit import TokenBuckets
 from app.core.settings import Settings
@@ -44,8 +45,7 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
 
 
 def _throttle(request: Request[Any, Any, State], state: State) -> None:
-    client = request.client.host if request.client else "unknown"
-    wait = state.discovery_limits.take(client)
+    wait = state.discovery_limits.take(client_address(request))
     if wait:
         raise RateLimited(
             "too many discovery requests from this client", retry_after_s=int(wait) + 1

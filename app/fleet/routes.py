@@ -56,6 +56,7 @@ class FleetController(Controller):
         status_code=200,
         guards=[requires(Permission.FLEET_WRITE)],
         operation_class=ImportOperation,
+        opt={"max_body_bytes": "fleet_import_max_bytes"},  # app/core/limits.py
     )
     async def import_fleet(
         self,

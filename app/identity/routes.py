@@ -11,6 +11,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 
 from app.core.auth import requires_driver
+from app.core.clientaddr import client_address
 from app.core.deps import ClockDep, Db, Driver
 from app.core.errors import PROBLEM_JSON, Problem
 from app.identity import service
@@ -41,7 +42,7 @@ UNAUTHORIZED = {401: _problem("No valid driver token, or the login has ended (`u
 
 
 def client_ip(request: Request[Any, Any, Any]) -> str:
-    return request.client.host if request.client else "unknown"
+    return client_address(request)
 
 
 class DriverAuthController(Controller):
