@@ -5,13 +5,22 @@
 3. Migrations (advisory-locked; the API workers run them too, finding nothing to do).
 4. Demo seed and a printed quick tour unless `APP_DEMO=0`.
 5. granian with `APP_WORKERS` (2) API processes on `APP_PORT` (8000), and the arq worker.
-Ctrl-C (SIGINT) or SIGTERM stops the children, then the embedded servers.
+
+Ctrl-C (SIGINT) or SIGTERM stops everything, in an order (:func:`_stop`): granian, the arq
+worker and the demo chargers run in process groups of their own, so a terminal's Ctrl-C
+reaches this process, which stops the demo chargers first, then has every API worker close
+its chargers' WebSockets (SIGUSR1, `OcppHub.drain`), then stops granian, the rest and the
+embedded servers. granian torn down with WebSockets still open panics ("Cannot drop
+pointer into Python heap without the thread being attached", once per worker, in its
+multi-threaded runtime) or never lets its workers exit (single-threaded runtime): granian
+issues #799/#884; tests/run/test_stop.py, bench/README.md ("Clean stop").
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import json
 import os
 import secrets
@@ -153,30 +162,34 @@ def run() -> int:
         stripe_server = start_localstripe(data_dir(), port, child_env)
 
     venv_bin = Path(sys.executable).parent
-    procs: list[subprocess.Popen[bytes]] = [
-        subprocess.Popen(  # noqa: S603 - our own entry points
-            [
-                str(venv_bin / "granian"),
-                "--interface",
-                "asgi",
-                "--factory",
-                "--host",
-                os.environ.get("APP_HOST", "127.0.0.1"),
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-                "--loop",
-                "uvloop" if _has_uvloop() else "asyncio",
-                "--no-access-log",
-                "app.main:create_app",
-            ],
-            env=child_env,
-        ),
-        subprocess.Popen(  # noqa: S603
-            [str(venv_bin / "arq"), "workers.main.WorkerSettings"], env=child_env
-        ),
-    ]
+    # Inherited by the children: SIGUSR1 does nothing in granian's main process, the arq
+    # worker or the simulator; the API workers' own handler drains their sockets.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    api = subprocess.Popen(  # noqa: S603 - our own entry points
+        [
+            str(venv_bin / "granian"),
+            "--interface",
+            "asgi",
+            "--factory",
+            "--host",
+            os.environ.get("APP_HOST", "127.0.0.1"),
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop" if _has_uvloop() else "asyncio",
+            "--no-access-log",
+            "app.main:create_app",
+        ],
+        env=child_env,
+        process_group=0,
+    )
+    arq = subprocess.Popen(  # noqa: S603
+        [str(venv_bin / "arq"), "workers.main.WorkerSettings"], env=child_env, process_group=0
+    )
+    procs: list[subprocess.Popen[bytes]] = [api, arq]
+    chargers: subprocess.Popen[bytes] | None = None
 
     if platform is not None:
         procs.append(platform)
@@ -191,9 +204,11 @@ def run() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
 
-    if _wait_ready(port, procs):
+    ready = _wait_ready(port, procs)
+    if ready:
         if demo and os.environ.get("DEMO_SIMULATOR", "1") != "0":
-            procs.append(_start_demo_chargers(env["DATABASE_URL"], port, child_env))
+            chargers = _start_demo_chargers(env["DATABASE_URL"], port, child_env)
+            procs.append(chargers)
         _print_tour(port, creds)
         if platform is not None:
             from app.connectivity.demo import tour_lines
@@ -210,22 +225,60 @@ def run() -> int:
             from app.sessions.demo import tour_lines as session_lines
 
             print("\n".join(session_lines(f"http://127.0.0.1:{port}")), flush=True)
-    else:
-        stopping = True
-    while not stopping and all(p.poll() is None for p in procs):
+    while ready and not stopping and all(p.poll() is None for p in procs):
         time.sleep(0.2)
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    crashed = not stopping  # not ready, or a child ended on its own
+    _stop(api=api, chargers=chargers, others=[p for p in procs if p not in (api, chargers)])
     if _services:
         _services.stop()
     print("stopped.", flush=True)
+    if crashed:
+        print("a process ended on its own or the API never got ready: see above", file=sys.stderr)
+        return 1
     return 0
+
+
+DRAIN_S = 1.5  # after SIGUSR1: the workers close their sockets concurrently (ms for 10k)
+
+
+def _stop(
+    *,
+    api: subprocess.Popen[bytes],
+    chargers: subprocess.Popen[bytes] | None,
+    others: list[subprocess.Popen[bytes]],
+) -> None:
+    """Stop the children so that granian stops without open WebSockets: the demo chargers
+    first (they close their own connections), then every API worker closes what is left
+    (real chargers) and refuses new ones, then granian itself and the rest."""
+    if chargers is not None:
+        _terminate([chargers], timeout_s=10)
+    if api.poll() is None:
+        _signal(api, signal.SIGUSR1)
+        time.sleep(DRAIN_S)
+    _terminate([api, *others], timeout_s=15)
+
+
+def _signal(proc: subprocess.Popen[bytes], signum: int) -> None:
+    """To the child's whole process group when it leads one (granian and its workers)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(proc.pid) == proc.pid:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
+
+
+def _terminate(procs: list[subprocess.Popen[bytes]], *, timeout_s: float) -> None:
+    for p in procs:
+        if p.poll() is None:
+            _signal(p, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for p in procs:
+        try:
+            p.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"process {p.pid} did not stop within {timeout_s:.0f} s: killed", file=sys.stderr)
+            _signal(p, signal.SIGKILL)
+            p.wait()
 
 
 def _start_demo_chargers(
@@ -238,7 +291,7 @@ def _start_demo_chargers(
     count = write_demo_chargers(database_url, path)
     print(f"demo: {count} simulated chargers connecting over OCPP", flush=True)
     return subprocess.Popen(  # noqa: S603 - our own entry point
-        simulator_command(sys.executable, port, path), env=child_env
+        simulator_command(sys.executable, port, path), env=child_env, process_group=0
     )
 
 

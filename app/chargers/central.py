@@ -324,6 +324,7 @@ class OcppHub:
         self.writer = OcppWriter(pool)
         self.grace_s = grace_s
         self.connections: dict[str, CentralSystemCharger] = {}
+        self._serving: dict[CentralSystemCharger, asyncio.Task[Any]] = {}  # socket handlers
         self._timers: set[asyncio.Task[None]] = set()
         self._closing = False
         self.replaced = 0
@@ -333,6 +334,9 @@ class OcppHub:
         """This connection now holds the charger; an older one (here) is closed."""
         old = self.connections.get(cp.id)
         self.connections[cp.id] = cp
+        task = asyncio.current_task()
+        if task is not None:
+            self._serving[cp] = task
         await service.connected(self.pool, cp.charger, cp.connection_id)
         if old is not None and old is not cp:
             self.replaced += 1
@@ -345,6 +349,7 @@ class OcppHub:
         unless a newer connection holds it by then."""
         if self.connections.get(cp.id) is cp:
             del self.connections[cp.id]
+        self._serving.pop(cp, None)
         if self._closing:
             return
         try:
@@ -365,12 +370,37 @@ class OcppHub:
         except (OSError, asyncpg.PostgresError) as exc:
             log.warning("could not mark %s offline: %r", cp.id, exc)
 
+    @property
+    def draining(self) -> bool:
+        return self._closing
+
+    def drain(self) -> None:
+        """End every charger's connection now and refuse new ones (routes.ocpp_socket):
+        what `app/run.py` asks of each API worker (SIGUSR1) before it stops the server,
+        because granian's teardown with WebSockets still open panics ("Cannot drop pointer
+        into Python heap", multi-threaded runtime) or hangs (single-threaded), granian
+        #799/#884. No offline timers start: the chargers are gone because we are."""
+        if self._closing:
+            return
+        self._closing = True
+        for task in list(self._timers):
+            task.cancel()
+        # A close sent while the handler waits in receive() does not get out (granian):
+        # end the handlers instead; the server closes each socket as its handler returns.
+        for handler in list(self._serving.values()):
+            handler.cancel()
+
+    async def _close_sockets(self) -> None:
+        sockets = [
+            cp.adapter.close(1001, "server shutting down") for cp in self.connections.values()
+        ]
+        await asyncio.gather(*sockets)
+
     async def close(self) -> None:
         self._closing = True
         for task in list(self._timers):
             task.cancel()
-        for cp in list(self.connections.values()):
-            await cp.adapter.close(1001, "server shutting down")
+        await self._close_sockets()
         await self.writer.close()
 
 

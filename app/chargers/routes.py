@@ -7,10 +7,12 @@ cannot send a denial response).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -45,9 +47,15 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
     except (OSError, RedisError) as exc:  # commands fail with a timeout until restart
         log.warning("OCPP command routing unavailable (Redis): %r", exc)
     app.state.ocpp_commands = router
+    # `app/run.py` drains the sockets with SIGUSR1 before it stops the server (see drain).
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not main thread
+        loop.add_signal_handler(signal.SIGUSR1, hub.drain)
     try:
         yield
     finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGUSR1)
         await hub.close()
         await router.close()
 
@@ -102,6 +110,9 @@ async def ocpp_socket(
     """Authenticate, accept with `ocpp1.6`, then serve the charger until it goes away."""
     hub: OcppHub = state.ocpp
     settings: Settings = state.settings
+    if hub.draining:  # this process is stopping: the charger comes back to another one
+        await _refuse(socket, 503, "server shutting down")
+        return
     address = socket.client.host if socket.client else "unknown"
     if hub.auth_throttle.blocked_for(charge_point_id, address) > 0:
         await _refuse(socket, 429, "too many failed authentications")
@@ -134,9 +145,15 @@ async def ocpp_socket(
         await cp.start()
     except SocketClosed:
         pass
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if not hub.draining or task is None:
+            raise
+        task.uncancel()  # OcppHub.drain ended us: return, and the server closes the socket
+        return
     finally:
         await hub.detach(cp)
-        await adapter.close()
+    await adapter.close()
 
 
 ROUTES: list[Any] = [ocpp_socket]
