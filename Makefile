@@ -67,8 +67,8 @@ openapi-check: $(STAMP) ## fail when openapi/openapi.json differs from the code
 	@$(BIN)/python -m app openapi --output - | diff -q openapi/openapi.json - >/dev/null \
 	  || (echo "openapi/openapi.json is out of date: run 'make openapi'"; exit 1)
 
-bench: $(STAMP) $(KERNEL) ## run every benchmark (see bench/README.md)
-	$(BIN)/python bench/fleet_import.py
+bench: $(STAMP) $(KERNEL) ## run every benchmark (bench/all.py; QUICK=1 for a short smoke run)
+	$(BIN)/python bench/all.py $(if $(QUICK),--quick)
 
 bench-import: $(STAMP) $(KERNEL) ## onboarding 10,000 chargers / 30,000 connectors in one call
 	$(BIN)/python bench/fleet_import.py
