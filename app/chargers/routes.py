@@ -30,6 +30,7 @@ from app.chargers.central import (
     SocketAdapter,
     SocketClosed,
 )
+from app.core.clientaddr import client_address
 from app.core.settings import Settings
 
 SUBPROTOCOL: Final = "ocpp1.6"
@@ -113,7 +114,7 @@ async def ocpp_socket(
     if hub.draining:  # this process is stopping: the charger comes back to another one
         await _refuse(socket, 503, "server shutting down")
         return
-    address = socket.client.host if socket.client else "unknown"
+    address = client_address(socket)
     if hub.auth_throttle.blocked_for(charge_point_id, address) > 0:
         await _refuse(socket, 429, "too many failed authentications")
         return
