@@ -130,6 +130,7 @@ class Stats:
         self.refused: list[float] = []
         self.cancels: list[float] = []
         self.codes: dict[str, int] = defaultdict(int)
+        self.details: dict[str, int] = defaultdict(int)  # why 409s were refused
         # (reservation_id, connector_id, 201 received, DELETE sent) on one monotonic clock
         self.won: list[tuple[str, str, float, float]] = []
         self.errors = 0
@@ -182,6 +183,7 @@ async def driver_loop(
             stats.refused.append(took)
             code = body.get("code", "?") if status < 500 else "5xx"
             stats.codes[f"{status} {code}"] += 1
+            stats.details[str(body.get("detail", ""))[:40]] += 1
             await asyncio.sleep(rng.uniform(0, 0.01))
 
 
@@ -347,6 +349,7 @@ async def race(
     print(
         f"  answers              {dict(sorted(stats.codes.items()))}  transport errors {stats.errors}"
     )
+    print(f"  refused because      {dict(sorted(stats.details.items(), key=lambda kv: -kv[1]))}")
     print(
         f"  hold accepted        p50 {pct(stats.accepted, 0.5):6.1f} ms  p99 {p99_accepted:6.1f} ms"
         f"  (mean {statistics.fmean(stats.accepted) * 1000 if stats.accepted else float('nan'):.1f})"

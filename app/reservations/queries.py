@@ -154,9 +154,8 @@ async def sync_connector_status(db: Executor, *, connector_id: uuid.UUID, now: d
     return await execute(db, "reservations.sync_connector_status", connector_id, now)
 
 
-async def connectivity_for_share(db: Executor, *, charger_id: uuid.UUID) -> str | None:
-    state = await fetch_val(db, "reservations.connectivity_for_share", charger_id)
-    return None if state is None else str(state)
+async def guard_charger(db: Executor, *, charger_id: uuid.UUID) -> None:
+    await fetch_val(db, "reservations.guard_charger", charger_id)
 
 
 async def charger_state(db: Executor, *, charger_id: uuid.UUID) -> str | None:

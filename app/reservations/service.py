@@ -12,12 +12,13 @@ What decides what:
   other request ever sees a CONFIRMED hold the charger refused. During the call nothing
   that the charger's own messages need is locked (no connector or connectivity row): the
   ocpp library handles one incoming message per charger at a time, so a StatusNotification
-  blocked on our lock would hold up the very answer we wait for.
+  blocked on our lock would hold up the very answer we wait for. (Nor is a connection
+  held while CancelReservation travels after a cancel: that runs on the pool.)
 - **Connectivity** decides when a charger is hidden; a trigger turns that into a move job
   (`move_off_charger`) in the same transaction.
 
 Lock order everywhere: driver advisory lock → connector advisory lock → reservation rows →
-charger_connectivity (FOR SHARE, only after the charger answered) → connectors.
+the charger's guard (advisory, shared, only after the charger answered) → connectors.
 """
 
 from __future__ import annotations
@@ -180,15 +181,21 @@ async def create(
         return row.public()
 
     await _reserve_at_charger(commands, connector, row, driver.id_tag, config)
-    # Only now (the charger answered) take the connectivity row: a settle hiding the charger
-    # meanwhile either committed (we see it and refuse) or waits for our commit (and its
-    # trigger then sees this reservation and moves it).
-    state = await q.connectivity_for_share(db, charger_id=connector.charger_id)
-    if state not in SHOWN:
+    # Only now (the charger answered) take the charger's guard: a settle() hiding it
+    # meanwhile either committed (we wait for it, then see the state and refuse) or waits
+    # for our commit (its trigger then sees this reservation and moves it).
+    if not await _still_shown(db, connector.charger_id):
         _cancel_quietly(commands, connector.charge_point_id, row.ocpp_reservation_id, config)
         raise ConnectorUnavailable("the charger went offline")
     await q.sync_connector_status(db, connector_id=connector.connector_id, now=now)
     return row.public()
+
+
+async def _still_shown(db: Executor, charger_id: uuid.UUID) -> bool:
+    """Take the charger's guard (see migration 0008), then read its state: two statements,
+    so the read sees whatever a settle() we waited for committed."""
+    await q.guard_charger(db, charger_id=charger_id)
+    return await q.charger_state(db, charger_id=charger_id) in SHOWN
 
 
 def _vehicle(
@@ -404,19 +411,18 @@ async def release_after_commit(
     """After a cancel has committed (a background task of the response): CancelReservation
     from this process at once, so the connector is free at the charger within
     milliseconds; only if that does not settle it is the outbox job handed to arq."""
-    outcome = "error"
     with contextlib.suppress(OSError, asyncpg.PostgresError):
-        async with pool.acquire() as conn:
-            outcome = await release_at_charger(
-                conn,
-                commands,
-                reservation_id=uuid.UUID(job.args["reservation_id"]),
-                now=now,
-                config=config,
-            )
-            if outcome in ("Accepted", "Rejected", "nothing"):
-                await outbox.mark_done(conn, job.outbox_id)
-                return
+        # on the pool: no connection is held while the charger answers
+        outcome = await release_at_charger(
+            pool,
+            commands,
+            reservation_id=uuid.UUID(job.args["reservation_id"]),
+            now=now,
+            config=config,
+        )
+        if outcome in ("Accepted", "Rejected", "nothing"):
+            await outbox.mark_done(pool, job.outbox_id)
+            return
     await outbox.enqueue_now(redis, pool, settings, [(job.outbox_id, job.job, job.args)])
 
 
@@ -732,7 +738,7 @@ async def _try_twin(
             if holding:
                 await _reserve_at_charger(commands, twin, new, id_tag, config)
                 accepted = True
-                if await q.connectivity_for_share(conn, charger_id=twin.charger_id) not in SHOWN:
+                if not await _still_shown(conn, twin.charger_id):
                     raise ConnectorUnavailable("the twin's charger went offline")
             await q.set_moved_to(
                 conn, reservation_id=old.reservation_id, moved_to=new.reservation_id

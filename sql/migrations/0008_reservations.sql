@@ -101,6 +101,12 @@ CREATE FUNCTION reservations_charger_hidden() RETURNS trigger LANGUAGE plpgsql A
 DECLARE
     v_outbox bigint;
 BEGIN
+    -- A hold being confirmed on this charger right now takes this lock shared (after the
+    -- charger accepted, before it reads the state and commits): wait for it, so that its
+    -- row is seen below; one that comes later waits for this commit and sees `offline`.
+    -- (An advisory lock, not a row lock on charger_connectivity: the OCPP writers update
+    -- those rows all the time and must not queue behind a request.)
+    PERFORM pg_advisory_xact_lock(30324, hashtext(NEW.charger_id::text));
     IF EXISTS (SELECT 1 FROM reservations
                 WHERE charger_id = NEW.charger_id AND status = 'CONFIRMED') THEN
         INSERT INTO outbox (job, args, dedupe_key)

@@ -91,9 +91,9 @@ UPDATE connectors
    AND status IS DISTINCT FROM
        (CASE WHEN reservation_holds(connector_id, $2) THEN 'RESERVED' ELSE 'AVAILABLE' END);
 
--- name: connectivity_for_share
--- The charger's connectivity state, its row share-locked until commit (a settle that hides it waits and then sees this reservation).
-SELECT state FROM charger_connectivity WHERE charger_id = $1 FOR SHARE;
+-- name: guard_charger
+-- Hold the charger's reservations guard (shared) until commit: a settle() hiding it waits for this transaction, or this one for it (then read the state).
+SELECT pg_advisory_xact_lock_shared(30324, hashtext($1::uuid::text));
 
 -- name: charger_state
 -- A charger's connectivity state (no lock).
