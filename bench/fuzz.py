@@ -90,7 +90,7 @@ async def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--max-examples", type=int, default=60)
+    parser.add_argument("--max-examples", type=int, default=100)
     parser.add_argument("--seed", type=int, default=int(time.time()) % 1_000_000)
     parser.add_argument("--workers", type=int, default=2, help="schemathesis workers")
     parser.add_argument("--api-workers", type=int, default=2)
