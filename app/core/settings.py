@@ -139,12 +139,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     payment_hold_minor: int = 5000
     payment_capture_max_attempts: int = 8
     payment_stale_hold_s: float = 24 * 3600.0
-
-    @property
-    def twilio_configured(self) -> bool:
-        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from)
-
-
     # Charging sessions (app/sessions): how long the charger may take to answer
     # RemoteStartTransaction, to start a transaction it accepted, and how long a hold
     # placed while a charger waits (Authorize / StartTransaction) may take.
@@ -152,6 +146,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     session_start_timeout_s: float = 180.0
     session_charger_hold_timeout_s: float = 8.0
     session_max_holds: int = 2
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token and self.twilio_from)
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """Settings from the environment (cached; tests build their own with `Settings(...)`)."""
@@ -243,8 +243,8 @@ def get_settings() -> Settings:
         payment_hold_minor=_int("PAYMENT_HOLD_MINOR", 5000),
         payment_capture_max_attempts=_int("PAYMENT_CAPTURE_MAX_ATTEMPTS", 8),
         payment_stale_hold_s=_float("PAYMENT_STALE_HOLD_S", 24 * 3600.0),
-    )
         session_remote_start_timeout_s=_float("SESSION_REMOTE_START_TIMEOUT_S", 15.0),
         session_start_timeout_s=_float("SESSION_START_TIMEOUT_S", 180.0),
         session_charger_hold_timeout_s=_float("SESSION_CHARGER_HOLD_TIMEOUT_S", 8.0),
         session_max_holds=_int("SESSION_MAX_HOLDS", 2),
+    )
