@@ -253,3 +253,9 @@ async def set_reservation(
 
 async def first_connector(db: Executor, *, charger_id: uuid.UUID) -> ConnectorRef | None:
     return await fetch_one(db, "sessions.first_connector", ConnectorRef, charger_id)
+
+
+async def recently_cancelled(
+    db: Executor, *, charger_id: uuid.UUID, driver_id: uuid.UUID, since: datetime
+) -> bool:
+    return bool(await fetch_val(db, "sessions.recently_cancelled", charger_id, driver_id, since))

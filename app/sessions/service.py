@@ -425,6 +425,9 @@ async def authorize_at_charger(
     return await hold_at_charger(pool, charger_id=charger_id, driver_id=driver_id, connector=None)
 
 
+CANCEL_WINDOW: Final = timedelta(minutes=5)
+
+
 async def hold_at_charger(
     pool: asyncpg.Pool,
     *,
@@ -434,11 +437,19 @@ async def hold_at_charger(
 ) -> str:
     """Open a STARTING session for a start at the charger and place its hold while the
     charger waits (at most SESSION_CHARGER_HOLD_TIMEOUT_S): `Accepted` when it is in
-    place, `Blocked` when not, `ConcurrentTx` when the driver has another session."""
+    place, `Blocked` when not, `ConcurrentTx` when the driver has another session.
+
+    A StartTransaction (`connector` given) right after the driver called off their app
+    start here is the charger acting on the RemoteStart it had accepted: `Blocked`, so the
+    charger stops instead of charging on a fresh hold."""
     rt = runtime_for(pool)
     if rt is None or rt.gateway is None:
         return "Blocked"
     now = rt.clock.now()
+    if connector is not None and await queries.recently_cancelled(
+        pool, charger_id=charger_id, driver_id=driver_id, since=now - CANCEL_WINDOW
+    ):
+        return "Blocked"
     async with pool.acquire() as conn, conn.transaction():
         if connector is None:  # Authorize names no connector; the tariff is the charger's
             first = await queries.first_connector(conn, charger_id=charger_id)

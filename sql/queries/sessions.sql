@@ -196,3 +196,10 @@ UPDATE charging_sessions SET reservation_uuid = $2, updated_at = now() WHERE ses
 -- A charger's lowest-numbered connector (its tariff is the charger's).
 SELECT connector_id, connector_no FROM connectors WHERE charger_id = $1
  ORDER BY connector_no LIMIT 1;
+
+-- name: recently_cancelled
+-- Whether the driver called off a start on this charger since $3 (a StartTransaction the charger still sends for it is refused).
+SELECT EXISTS (
+    SELECT 1 FROM charging_sessions
+     WHERE charger_id = $1 AND driver_id = $2 AND status = 'FAILED'
+       AND failure_reason = 'cancelled' AND ended_at >= $3);

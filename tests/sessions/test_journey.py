@@ -235,3 +235,26 @@ async def test_a_start_the_charger_never_began_is_failed_by_the_sweep(world: Sit
     view = await world.session(driver, sid)
     assert (view["status"], view["failure_reason"]) == ("FAILED", "not_started")
     assert view["payment"]["status"] == "canceled"
+
+
+async def test_a_start_called_off_before_the_charger_began_stays_off(world: Site) -> None:
+    sim = await world.connect(charging_sim(remote_start_plan=None))
+    sim.stop_answering("RemoteStartTransaction")
+    driver = await world.driver()
+    r = await world.start(driver)
+    sid = r.json()["session_id"]
+    r = await world.http.post(f"/v1/sessions/{sid}/stop", headers=driver["headers"])
+    assert r.status_code == 202, r.text
+    assert (r.json()["status"], r.json()["failure_reason"]) == ("FAILED", "cancelled")
+    await world.run_jobs()
+    assert (await world.session(driver, sid))["payment"]["status"] == "canceled"
+    # The charger acts on the RemoteStart it had accepted after all: refused, no new hold.
+    sim.resume_answering()
+    tx = await sim.start_transaction(1, driver["id_tag"], charge=False)
+    assert tx.id_tag_status == "Blocked"
+    holds = await world.db.fetchval(
+        "SELECT count(*) FROM payments WHERE driver_id = $1::uuid", driver["driver_id"]
+    )
+    assert holds == 1
+    r = await world.http.post(f"/v1/sessions/{sid}/stop", headers=driver["headers"])
+    assert (r.status_code, r.json()["code"]) == (409, "session_not_active")
