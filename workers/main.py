@@ -101,5 +101,8 @@ class WorkerSettings:
     redis_settings = notification_tasks.resilient_redis(_settings.redis_url)
     queue_name = outbox.queue_name(_settings)
     max_jobs = 50
+    # arq picks up at most max_jobs per poll: 50 ms keeps an alert's hand-over short and
+    # lets one worker send hundreds of SMS a second (bench/alerts.py)
+    poll_delay = 0.05
     job_timeout = 60
     keep_result = 3600

@@ -175,6 +175,28 @@ async def mark_sent(
     )
 
 
+async def mark_sent_done(
+    db: Executor,
+    *,
+    message_id: uuid.UUID,
+    provider: str,
+    provider_sid: str,
+    now: datetime,
+    redact: bool,
+    outbox_id: int,
+) -> int:
+    return await execute(
+        db,
+        "notifications.mark_sent_done",
+        message_id,
+        provider,
+        provider_sid,
+        now,
+        redact,
+        outbox_id,
+    )
+
+
 async def mark_suppressed(
     db: Executor, *, message_id: uuid.UUID, code: int | None, message: str, now: datetime
 ) -> int:

@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 from arq import Retry, func
 from arq.connections import RedisSettings
+from arq.constants import in_progress_key_prefix
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -38,7 +39,7 @@ from app.core import outbox
 from app.core.clock import Clock
 from app.core.db import Connection
 from app.core.listen import Listener
-from app.core.outbox import relay_outbox
+from app.core.outbox import RELAY_BATCH, relay_outbox
 from app.core.settings import Settings
 from app.core.sql import execute
 from app.notifications import alerts, operator, pacing, queries, rules
@@ -213,16 +214,17 @@ async def _sent(
     sent: SentSms,
     done_at: datetime,
 ) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await queries.mark_sent(
-            conn,
-            message_id=message_id,
-            provider=sender.name,
-            provider_sid=sent.sid,
-            now=done_at,
-            redact=sender.name != "sink",  # the demo sink keeps the text for GET /dev/sms
-        )
-        await outbox.mark_done(conn, outbox_id)
+    """The message is sent and its outbox row done (one statement: atomic, one round trip;
+    this is the hot path of every SMS)."""
+    await queries.mark_sent_done(
+        pool,
+        message_id=message_id,
+        provider=sender.name,
+        provider_sid=sent.sid,
+        now=done_at,
+        redact=sender.name != "sink",  # the demo sink keeps the text for GET /dev/sms
+        outbox_id=outbox_id,
+    )
 
 
 async def _suppress(
@@ -306,6 +308,9 @@ async def recover_sms(ctx: dict[str, Any]) -> dict[str, int]:
         slot_missed_s=SLOT_MISSED_S,
         limit=RECOVER_BATCH,
     )
+    redis = ctx.get("redis")
+    if redis is not None and stuck:
+        stuck = [m for m in stuck if not await _waiting_in_arq(redis, ctx["settings"], m)]
     outcomes: dict[str, int] = {}
     gate = asyncio.Semaphore(RECOVER_CONCURRENCY)
 
@@ -321,6 +326,15 @@ async def recover_sms(ctx: dict[str, Any]) -> dict[str, int]:
     if stuck:
         log.warning("recovered %d stuck SMS: %s", len(stuck), outcomes)
     return outcomes
+
+
+async def _waiting_in_arq(redis: Any, settings: Settings, m: queries.StuckMessage) -> bool:
+    """A queued message whose job sits in arq's queue and runs nowhere is only waiting its
+    turn (a backlog), not stuck: leave it to arq."""
+    job_id = outbox.job_id(settings, m.outbox_id)
+    queued = await redis.zscore(outbox.queue_name(settings), job_id)
+    running = await redis.exists(in_progress_key_prefix + job_id)
+    return queued is not None and not running
 
 
 # --- Time-based alerts -------------------------------------------------------------------
@@ -395,7 +409,9 @@ class RelayWaker:
             await self.wanted.wait()
             self.wanted.clear()
             try:
-                await relay_outbox(self.ctx)
+                # a burst larger than one relay batch: keep going until it is all handed over
+                while await relay_outbox(self.ctx) >= RELAY_BATCH:
+                    pass
             except Exception as exc:  # Redis or PostgreSQL away: the cron sweep covers it
                 log.warning("relay after NOTIFY failed: %r", exc)
                 await asyncio.sleep(1.0)

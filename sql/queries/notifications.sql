@@ -281,3 +281,21 @@ WHERE m.status IN ('queued', 'sending')
        OR (m.status = 'queued' AND m.send_after < $1::timestamptz - make_interval(secs => $4::float8)))
 ORDER BY m.created_at
 LIMIT $3;
+
+-- name: mark_sent_done
+-- mark_sent and its outbox row done in one statement (one round trip, atomic).
+WITH sent AS (
+    UPDATE sms_messages
+    SET status = CASE WHEN status = 'sending' THEN 'sent' ELSE status END,
+        provider = $2, provider_sid = $3, sent_at = COALESCE(sent_at, $4), updated_at = $4,
+        lease_until = NULL,
+        error_code = CASE WHEN status = 'sending' THEN NULL ELSE error_code END,
+        error_message = NULL, send_after = NULL,
+        body = CASE WHEN $5 THEN COALESCE(redacted_body, body) ELSE body END
+    WHERE message_id = $1
+      AND (status = 'sending'
+           OR (status IN ('sent', 'delivered', 'undelivered', 'failed')
+               AND (provider_sid IS NULL OR provider_sid = $3)))
+    RETURNING message_id
+)
+UPDATE outbox SET done_at = now() WHERE outbox_id = $6 AND done_at IS NULL;
