@@ -5,13 +5,15 @@ session → refused, and the charger stops the transaction."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.sessions.conftest import Site, charging_sim
 
 
-async def _sessions(world: Site, driver: dict[str, str]) -> list[dict[str, object]]:
-    r = await world.http.get("/v1/sessions", headers=driver["headers"])  # type: ignore[index]
+async def _sessions(world: Site, driver: dict[str, Any]) -> list[dict[str, Any]]:
+    r = await world.http.get("/v1/sessions", headers=driver["headers"])
     assert r.status_code == 200, r.text
-    items: list[dict[str, object]] = r.json()["items"]
+    items: list[dict[str, Any]] = r.json()["items"]
     return items
 
 
@@ -51,7 +53,7 @@ async def test_start_transaction_without_authorize_places_the_hold(world: Site) 
     assert tx.id_tag_status == "Accepted"
     [session] = await _sessions(world, driver)
     assert (session["status"], session["connector_no"]) == ("CHARGING", 2)
-    assert session["payment"]["preauth_minor"] == 5000  # type: ignore[index]
+    assert session["payment"]["preauth_minor"] == 5000
 
 
 async def test_without_a_card_the_charger_is_told_blocked(world: Site) -> None:
