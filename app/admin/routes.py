@@ -28,13 +28,14 @@ class StaffAuthController(Controller):
         self,
         request: Request[Any, Any, State],
         data: JSONBody[LoginRequest],
+        db: Db,
         state: State,
         clock: ClockDep,
     ) -> LoginResponse:
         """Returns a bearer token for `/admin/v1`. Wrong credentials → 401
         `invalid_credentials`; repeated failures → 429 with `Retry-After`."""
         return await service.login(
-            state.pool, state.redis, state.settings, data, client_ip(request), clock.now()
+            db, state.redis, state.settings, data, client_ip(request), clock.now()
         )
 
 

@@ -8,7 +8,6 @@ import hmac
 from datetime import datetime
 from urllib.parse import quote
 
-import asyncpg
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -17,7 +16,7 @@ from redis.asyncio import Redis
 from app.admin import queries
 from app.admin.schemas import AuditPage, LoginRequest, LoginResponse
 from app.core.auth import Role, StaffPrincipal, issue_staff_token
-from app.core.db import Connection
+from app.core.db import Connection, commit_anyway
 from app.core.errors import DomainError, RateLimited
 from app.core.pagination import CursorInt, CursorTime, decode_cursor, encode_cursor
 from app.core.redis import key
@@ -63,10 +62,8 @@ async def _verify_password(password_hash: str, password: str) -> bool:
     return await asyncio.to_thread(verify)
 
 
-# Login runs on the pool, not in the request transaction: a failed attempt must be
-# counted even though the request ends in an error (which rolls a transaction back).
 async def login(
-    conn: Connection | asyncpg.Pool,
+    conn: Connection,
     redis: Redis,
     settings: Settings,
     body: LoginRequest,
@@ -83,6 +80,8 @@ async def login(
             "too many failed logins from this address", retry_after_s=settings.login_lockout_s
         )
 
+    """A bearer token for password + TOTP. A failed attempt is counted in the request's
+    transaction, which commits anyway (`commit_anyway`) although the request answers 401."""
     row = await queries.staff_by_email(conn, email=body.email)
     if row is None or row.disabled:
         await _verify_password(_DUMMY_HASH, body.password)
@@ -103,7 +102,7 @@ async def login(
             lockout_s=float(settings.login_lockout_s),
         )
         await _count_ip_failure(redis, settings, ip_key)
-        raise InvalidCredentials()
+        raise commit_anyway(InvalidCredentials())
     if not await queries.record_login_success(conn, staff_id=row.staff_id, step=step):
         raise InvalidCredentials()  # a concurrent login used this very code first
 

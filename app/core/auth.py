@@ -197,9 +197,9 @@ async def verified_driver(connection: ASGIConnection[Any, Any, Any, Any]) -> Dri
 async def requires_driver(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
-    """Guard for every driver route. Guards run before dependencies: Litestar resolves
-    sibling dependencies concurrently, and one that raises while `db` has opened its
-    transaction would leave that connection checked out, so a refusal must come first."""
+    """Guard for every driver route. Guards run before dependencies, so a refused request
+    never opens `db` (and `app.core.db.RequestTransactions` returns a connection whose
+    cleanup Litestar dropped, should a dependency raise after `db` opened)."""
     await verified_driver(connection)
 
 

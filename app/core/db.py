@@ -160,7 +160,7 @@ async def end_abandoned(scope: Mapping[str, Any]) -> int:
             except Exception as exc:  # the connection is broken; the pool replaces it
                 log.warning("could not roll back an abandoned request transaction: %r", exc)
     if count:
-        log.warning("rolled back %d request transaction(s) whose cleanup never ran", count)
+        log.info("rolled back %d request transaction(s) whose cleanup never ran", count)
     return count
 
 

@@ -90,11 +90,11 @@ class DriverAuthController(Controller):
         },
     )
     async def exchange_code(
-        self, data: JSONBody[TokenRequest], state: State, clock: ClockDep
+        self, data: JSONBody[TokenRequest], db: Db, state: State, clock: ClockDep
     ) -> TokenResponse:
         """A 15-minute access token (JWT, `sub` = driver id) and a 30-day refresh token
         that works once. The driver is created on first login."""
-        return await service.exchange_code(state.pool, state.settings, data, clock.now())
+        return await service.exchange_code(db, state.settings, data, clock.now())
 
     @post(
         "/refresh",
@@ -108,11 +108,11 @@ class DriverAuthController(Controller):
         },
     )
     async def refresh(
-        self, data: JSONBody[RefreshRequest], state: State, clock: ClockDep
+        self, data: JSONBody[RefreshRequest], db: Db, state: State, clock: ClockDep
     ) -> TokenResponse:
         """A new access token and a new refresh token; the presented one is spent.
         Presenting a spent one again revokes every token of that login."""
-        return await service.refresh(state.pool, state.settings, data, clock.now())
+        return await service.refresh(db, state.settings, data, clock.now())
 
     @post(
         "/logout",

@@ -2,8 +2,10 @@
 
 - The code request answers the same whatever the number (known driver or not): it never
   looks drivers up; the driver is created at the first successful exchange.
-- Code checks and refresh rotations run on the pool in their own transaction (like the
-  staff login): a wrong code must be counted although the request ends in a 401.
+- Code checks and refresh rotations run in the request's transaction and fail with
+  `commit_anyway(...)` when they wrote something the failure must keep (a wrong code is
+  counted, a reused refresh token revokes its login) although the request ends in a 401.
+  The challenge (or token) row stays locked until then, so concurrent guesses queue up.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-import asyncpg
 import msgspec
 from redis.asyncio import Redis
 
 from app.core.auth import DriverPrincipal, issue_driver_token
-from app.core.db import Connection
+from app.core.db import Connection, commit_anyway
 from app.core.errors import DomainError, FieldError, NotFound, ValidationFailed
 from app.core.settings import Settings
 from app.fleet.schemas import ConnectorType
@@ -144,36 +145,23 @@ async def request_otp(
 
 
 async def exchange_code(
-    pool: asyncpg.Pool, settings: Settings, body: TokenRequest, now: datetime
+    conn: Connection, settings: Settings, body: TokenRequest, now: datetime
 ) -> TokenResponse:
     """Check the code (constant time, counted, single use); create the driver on first
     login; start a login family with its first refresh token."""
-    outcome: DomainError | tuple[DriverPrincipal, str, DriverProfile]
-    async with pool.acquire() as conn, conn.transaction():
-        outcome = await _check_code(conn, settings, body, now)
-    if isinstance(outcome, DomainError):
-        raise outcome
-    principal, refresh_token, profile = outcome
-    return _token_response(settings, principal, refresh_token, profile, now)
-
-
-async def _check_code(
-    conn: Connection, settings: Settings, body: TokenRequest, now: datetime
-) -> DomainError | tuple[DriverPrincipal, str, DriverProfile]:
-    """Runs in a transaction that commits whatever the outcome (wrong codes count)."""
     ch = await queries.lock_challenge(conn, challenge_id=body.challenge_id)
     if ch is None:
         codes.hash_code(settings.jwt_secret, body.challenge_id, body.code)  # same work
-        return InvalidCode()
+        raise InvalidCode()
     if ch.consumed_at is not None:
-        return ChallengeUsed()
+        raise ChallengeUsed()
     if ch.attempts >= ch.max_attempts:
-        return ChallengeLocked()
+        raise ChallengeLocked()
     if ch.expires_at <= now:
-        return ChallengeExpired()
+        raise ChallengeExpired()
     if not codes.code_matches(settings.jwt_secret, body.challenge_id, body.code, ch.code_hash):
         attempts = await queries.count_wrong_code(conn, challenge_id=body.challenge_id)
-        return ChallengeLocked() if attempts >= ch.max_attempts else InvalidCode()
+        raise commit_anyway(ChallengeLocked() if attempts >= ch.max_attempts else InvalidCode())
     await queries.consume_challenge(conn, challenge_id=body.challenge_id, now=now)
     driver = await queries.upsert_driver_login(
         conn, phone=ch.phone, id_tag=codes.new_id_tag(), now=now
@@ -182,7 +170,7 @@ async def _check_code(
     refresh_token = await _insert_refresh_token(conn, settings, family_id, now)
     profile = await _profile(conn, driver.driver_id)
     principal = DriverPrincipal(driver_id=str(driver.driver_id), family_id=str(family_id))
-    return principal, refresh_token, profile
+    return _token_response(settings, principal, refresh_token, profile, now)
 
 
 async def _insert_refresh_token(
@@ -220,38 +208,26 @@ def _token_response(
 
 
 async def refresh(
-    pool: asyncpg.Pool, settings: Settings, body: RefreshRequest, now: datetime
+    conn: Connection, settings: Settings, body: RefreshRequest, now: datetime
 ) -> TokenResponse:
     """Rotate: the presented token is spent and a new one issued in the same family.
     A spent token presented again means it was copied: the whole family is revoked."""
-    outcome: DomainError | tuple[DriverPrincipal, str, DriverProfile]
-    async with pool.acquire() as conn, conn.transaction():
-        outcome = await _rotate(conn, settings, body.refresh_token, now)
-    if isinstance(outcome, DomainError):
-        raise outcome
-    principal, refresh_token, profile = outcome
-    return _token_response(settings, principal, refresh_token, profile, now)
-
-
-async def _rotate(
-    conn: Connection, settings: Settings, token: str, now: datetime
-) -> DomainError | tuple[DriverPrincipal, str, DriverProfile]:
-    token_hash = codes.hash_refresh_token(token)
+    token_hash = codes.hash_refresh_token(body.refresh_token)
     row = await queries.lock_refresh_token(conn, token_hash=token_hash)
     if row is None:
-        return InvalidRefreshToken()
+        raise InvalidRefreshToken()
     if row.revoked_at is not None:
-        return RefreshTokenRevoked()
+        raise RefreshTokenRevoked()
     if row.used_at is not None:
         await queries.revoke_family(conn, family_id=row.family_id, now=now, reason="reuse")
-        return RefreshTokenReused()
+        raise commit_anyway(RefreshTokenReused())
     if row.expires_at <= now:
-        return RefreshTokenExpired()
+        raise RefreshTokenExpired()
     await queries.spend_refresh_token(conn, token_hash=token_hash, now=now)
     new_token = await _insert_refresh_token(conn, settings, row.family_id, now)
     profile = await _profile(conn, row.driver_id)
     principal = DriverPrincipal(driver_id=str(row.driver_id), family_id=str(row.family_id))
-    return principal, new_token, profile
+    return _token_response(settings, principal, new_token, profile, now)
 
 
 async def logout(db: Connection, principal: DriverPrincipal, now: datetime) -> None:

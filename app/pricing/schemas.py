@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
 from app.pricing.tariff import ComponentType, TariffElement
+
+VatPercentIn = Annotated[
+    str | int | float,
+    msgspec.Meta(
+        description='A decimal string (`"7.7"`) or a JSON number (`19`, `19.0`); '
+        "answered as a decimal string",
+        examples=["19"],
+    ),
+]
 
 
 class TariffIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -15,7 +24,7 @@ class TariffIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
     name: str = msgspec.field(default="")
     currency: str
-    vat_percent: str
+    vat_percent: VatPercentIn
     elements: list[TariffElement]
 
 

@@ -4,9 +4,11 @@ driver-facing quote and cheapest start. Prices come from `app.pricing.engine`.""
 from __future__ import annotations
 
 import itertools
+import math
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -105,13 +107,25 @@ def aware(dt: datetime, field: str) -> datetime:
 # ---- admin: tariffs -------------------------------------------------------------------
 
 
+def decimal_text(value: str | int | float) -> str:
+    """A JSON number as the decimal string the engine reads (`19` → "19", `19.0` → "19.0",
+    `1e-7` → "0.0000001"); strings pass as they are (validation judges them)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)  # "inf"/"nan": refused as not a decimal
+    return format(Decimal(repr(value)), "f")
+
+
 def checked_tariff(body: TariffIn, tariff_id: str = "new", version: int = 1) -> Tariff:
     """The body as an engine Tariff, or 422 with every problem found."""
     tariff = Tariff(
         tariff_id=tariff_id,
         version=version,
         currency=body.currency,
-        vat_percent=body.vat_percent,
+        vat_percent=decimal_text(body.vat_percent),
         elements=body.elements,
         name=body.name,
     )

@@ -378,3 +378,28 @@ async def test_a_session_keeps_the_version_it_started_with(
     new = await tariff_for_session(db, connector_id, start)
     assert new is not None
     assert new.version == 2
+
+
+@pytest.mark.parametrize(
+    ("sent", "answered"),
+    [(19, "19"), (19.0, "19.0"), ("7.7", "7.7"), (7.7, "7.7"), (0, "0"), ("19", "19")],
+)
+async def test_vat_percent_as_a_json_number_or_a_decimal_string(
+    client: Client, headers: dict[str, str], sent: float | str, answered: str
+) -> None:
+    tid = await publish(client, headers, {**PEAK_OFFPEAK, "vat_percent": sent})
+    r = await client.get(f"/admin/v1/tariffs/{tid}", headers=headers)
+    assert r.status_code == 200
+    assert r.json()["vat_percent"] == answered
+
+
+@pytest.mark.parametrize("sent", [True, None, -1, 100.5, 1e-7, "19%", [19]])
+async def test_vat_percent_that_is_no_percentage_is_422(
+    client: Client, headers: dict[str, str], sent: Any
+) -> None:
+    r = await client.post(
+        "/admin/v1/tariffs", json={**PEAK_OFFPEAK, "vat_percent": sent}, headers=headers
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "validation_failed"
+    assert any(e["field"].endswith("vat_percent") for e in r.json()["errors"])
