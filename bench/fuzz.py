@@ -92,7 +92,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-examples", type=int, default=100)
     parser.add_argument("--seed", type=int, default=int(time.time()) % 1_000_000)
-    parser.add_argument("--workers", type=int, default=2, help="schemathesis workers")
+    parser.add_argument("--workers", type=int, default=1, help="schemathesis workers")
     parser.add_argument("--api-workers", type=int, default=2)
     parser.add_argument("--min-requests", type=int, default=5000)
     parser.add_argument("--timeout-s", type=float, default=3600)
