@@ -37,18 +37,9 @@ async def checks(
     start_at: datetime,
     expires_at: datetime,
     connector_id: uuid.UUID,
-    hold: bool,
 ) -> Checks:
     row = await fetch_one(
-        db,
-        "reservations.checks",
-        Checks,
-        driver_id,
-        now,
-        start_at,
-        expires_at,
-        connector_id,
-        hold,
+        db, "reservations.checks", Checks, driver_id, now, start_at, expires_at, connector_id
     )
     assert row is not None  # an aggregate always answers one row
     return row
@@ -60,6 +51,7 @@ async def insert(
     driver_id: uuid.UUID,
     connector: ConnectorRow,
     kind: str,
+    status: str,
     start_at: datetime,
     expires_at: datetime,
     began_at: datetime | None,
@@ -77,6 +69,7 @@ async def insert(
         connector.site_id,
         connector.connector_no,
         kind,
+        status,
         start_at,
         expires_at,
         began_at,
@@ -86,6 +79,20 @@ async def insert(
     )
     assert row is not None  # INSERT … RETURNING
     return row
+
+
+async def confirm_hold(
+    db: Executor, *, reservation_id: uuid.UUID, now: datetime
+) -> ReservationRow | None:
+    return await fetch_one(db, "reservations.confirm_hold", ReservationRow, reservation_id, now)
+
+
+async def delete_pending(db: Executor, *, reservation_id: uuid.UUID) -> int:
+    return await execute(db, "reservations.delete_pending", reservation_id)
+
+
+async def sweep_pending(db: Executor, *, before: datetime) -> list[ReservationRow]:
+    return await fetch_all(db, "reservations.sweep_pending", ReservationRow, before)
 
 
 async def get_for_driver(

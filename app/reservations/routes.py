@@ -66,7 +66,6 @@ class ReservationController(Controller):
     async def create(
         self,
         driver: Driver,
-        db: Db,
         data: JSONBody[ReservationRequest],
         state: State,
         clock: ClockDep,
@@ -78,9 +77,11 @@ class ReservationController(Controller):
         `duration_min` defaults to the driver's vehicle going from 20 % to 80 % at
         min(connector, vehicle) power (60 min without a vehicle). Double booking is
         refused by the database. `Idempotency-Key` replays the first answer."""
+        # On the pool, not the request's `db`: a hold must not keep a connection while the
+        # charger answers (service.create).
         commands: CommandClient = state.ocpp_commands
         return await service.create(
-            db,
+            state.pool,
             commands,
             driver_id=driver.driver_id,
             data=data,

@@ -90,7 +90,7 @@ class ReservationRow(msgspec.Struct, kw_only=True):
     site_id: uuid.UUID
     connector_no: int
     kind: str
-    status: ReservationStatus
+    status: str  # a ReservationStatus, or PENDING (a hold awaiting its charger; never shown)
     start_at: datetime
     expires_at: datetime
     began_at: datetime | None
@@ -109,7 +109,7 @@ class ReservationRow(msgspec.Struct, kw_only=True):
             reservation_id=str(self.reservation_id),
             connector_id=str(self.connector_id),
             site_id=str(self.site_id),
-            status=self.status,
+            status=ReservationStatus(self.status),
             start_at=self.start_at,
             expires_at=self.expires_at,
             moved_to=None if self.moved_to is None else str(self.moved_to),
@@ -153,7 +153,7 @@ class Checks(msgspec.Struct, kw_only=True):
     future: int
     driver_overlap: bool
     connector_overlap: bool
-    connector_lock: bool
+    connector_pending: bool
 
 
 class EndedRow(msgspec.Struct, kw_only=True):

@@ -6,14 +6,15 @@ What decides what:
   over connector × time range and driver × time range for CONFIRMED/ACTIVE, a partial
   unique index for one live hold per driver). The checks here exist for a friendly 409;
   a lost race ends in the constraint, mapped to the same 409 codes.
-- **The charger** must accept a hold: the row is inserted (its index entry makes any
-  competing insert wait or fail), ReserveNow is sent while the request's transaction is
-  still open, and only `Accepted` lets it commit. Anything else rolls the row back, so no
-  other request ever sees a CONFIRMED hold the charger refused. During the call nothing
-  that the charger's own messages need is locked (no connector or connectivity row): the
-  ocpp library handles one incoming message per charger at a time, so a StatusNotification
-  blocked on our lock would hold up the very answer we wait for. (Nor is a connection
-  held while CancelReservation travels after a cancel: that runs on the pool.)
+- **The charger** must accept a hold: a PENDING row is committed first (the constraints
+  count it, so competitors are refused at once, and nobody sees it: not the API, not
+  search), ReserveNow is sent with no database connection held, and only `Accepted` turns
+  it CONFIRMED; anything else deletes it — nothing kept, and no other request ever sees a
+  CONFIRMED hold the charger refused. Nothing the charger's own messages need is locked
+  while it answers (no connector or connectivity row): the ocpp library handles one
+  incoming message per charger at a time, so a StatusNotification blocked on our lock
+  would hold up the very answer we wait for. (Likewise CancelReservation after a cancel
+  runs on the pool, after the commit.)
 - **Connectivity** decides when a charger is hidden; a trigger turns that into a move job
   (`move_off_charger`) in the same transaction.
 
@@ -46,6 +47,7 @@ from app.reservations import slots
 from app.reservations.schemas import (
     Checks,
     ConnectorRow,
+    DriverRow,
     Reservation,
     ReservationPage,
     ReservationRequest,
@@ -66,6 +68,7 @@ NOT_BOOKABLE: Final = frozenset({"FAULTED", "UNAVAILABLE"})
 BEGIN_SLOT_JOB: Final = "begin_reservation_slot"
 RELEASE_JOB: Final = "release_reservation"
 SLOT_RETRY: Final = timedelta(seconds=30)
+PENDING_AFTER: Final = timedelta(seconds=60)  # ≫ any ReserveNow timeout
 
 
 class ReservationsConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -111,7 +114,7 @@ class QueuedJob(msgspec.Struct, frozen=True):
 
 
 async def create(
-    db: asyncpg.Connection,
+    pool: asyncpg.Pool,
     commands: CommandClient,
     *,
     driver_id: str,
@@ -120,16 +123,82 @@ async def create(
     config: ReservationsConfig,
 ) -> Reservation:
     """A hold from now (the charger must accept ReserveNow) or a future slot (ReserveNow
-    when it begins). Runs in the request's transaction; a refusal raises, which rolls the
-    reservation back."""
+    when it begins).
+
+    A hold takes three short transactions on the pool instead of the request's one, so
+    that no connection is held while the charger answers (that wait, not the SQL, is what
+    bounds how many holds a pool serves per second): (1) checks and a PENDING row — the
+    constraints count it, so a competing request is refused at once; (2) ReserveNow with
+    no connection held; (3) CONFIRMED, or the row deleted when the charger refused, did
+    not answer or went offline meanwhile. A PENDING row is never shown by the API or in
+    search; one left by a process that died in between is swept (`expire`)."""
     driver_uuid = uuid.UUID(driver_id)
-    connector = await q.connector(db, connector_id=data.connector_id)
+    async with pool.acquire() as conn, conn.transaction():
+        connector, driver, window = await _request(conn, driver_uuid, data, now)
+        await q.lock_driver(conn, driver_id=driver_uuid)
+        checks = await q.checks(
+            conn,
+            driver_id=driver_uuid,
+            now=now,
+            start_at=window.start_at,
+            expires_at=window.expires_at,
+            connector_id=connector.connector_id,
+        )
+        _check_driver(checks, window)
+        _check_connector(connector, hold=window.hold)
+        if checks.connector_overlap:
+            raise ConnectorUnavailable("the connector is reserved for that time")
+        if checks.connector_pending:
+            raise ConnectorUnavailable("another driver is reserving this connector right now")
+        row = await _insert(
+            conn,
+            driver_id=driver_uuid,
+            connector=connector,
+            kind="hold" if window.hold else "slot",
+            status="PENDING" if window.hold else "CONFIRMED",
+            start_at=window.start_at,
+            expires_at=window.expires_at,
+            began=window.hold,
+            moved_from=None,
+            now=now,
+        )
+        if not window.hold:
+            await _enqueue_begin(conn, row)
+            return row.public()
+
+    try:
+        await _reserve_at_charger(commands, connector, row, driver.id_tag, config)
+    except ConnectorUnavailable:
+        await q.delete_pending(pool, reservation_id=row.reservation_id)  # nothing kept
+        raise
+    async with pool.acquire() as conn, conn.transaction():
+        # Take the charger's guard only now (the charger answered): a settle() hiding it
+        # meanwhile either committed (we waited for it and see the state) or waits for
+        # this commit (its trigger then sees this reservation CONFIRMED and moves it).
+        confirmed = None
+        if await _still_shown(conn, connector.charger_id):
+            confirmed = await q.confirm_hold(conn, reservation_id=row.reservation_id, now=now)
+        if confirmed is not None:
+            await q.sync_connector_status(conn, connector_id=connector.connector_id, now=now)
+        else:
+            await q.delete_pending(conn, reservation_id=row.reservation_id)
+    if confirmed is None:
+        _cancel_quietly(commands, connector.charge_point_id, row.ocpp_reservation_id, config)
+        raise ConnectorUnavailable("the charger went offline")
+    return confirmed.public()
+
+
+async def _request(
+    conn: asyncpg.Connection, driver_id: uuid.UUID, data: ReservationRequest, now: datetime
+) -> tuple[ConnectorRow, DriverRow, slots.Window]:
+    """The connector, the driver and the window a request asks for (404/422 otherwise)."""
+    connector = await q.connector(conn, connector_id=data.connector_id)
     if connector is None:
         raise ConnectorNotFound(
             "no connector with this id",
             errors=[FieldError(field="connector_id", message="unknown connector")],
         )
-    driver = await q.driver(db, driver_id=driver_uuid)
+    driver = await q.driver(conn, driver_id=driver_id)
     if driver is None:
         raise ReservationNotFound("the driver does not exist")
     try:
@@ -147,48 +216,7 @@ async def create(
         raise ValidationFailed(
             f"{exc.field}: {exc.message}", errors=[FieldError(field=exc.field, message=exc.message)]
         ) from None
-
-    await q.lock_driver(db, driver_id=driver_uuid)
-    checks = await q.checks(
-        db,
-        driver_id=driver_uuid,
-        now=now,
-        start_at=window.start_at,
-        expires_at=window.expires_at,
-        connector_id=connector.connector_id,
-        hold=window.hold,
-    )
-    _check_driver(checks, window)
-    _check_connector(connector, hold=window.hold)
-    if checks.connector_overlap:
-        raise ConnectorUnavailable("the connector is reserved for that time")
-    if not checks.connector_lock:
-        raise ConnectorUnavailable("another driver is reserving this connector right now")
-
-    row = await _insert(
-        db,
-        driver_id=driver_uuid,
-        connector=connector,
-        kind="hold" if window.hold else "slot",
-        start_at=window.start_at,
-        expires_at=window.expires_at,
-        began=window.hold,
-        moved_from=None,
-        now=now,
-    )
-    if not window.hold:
-        await _enqueue_begin(db, row)
-        return row.public()
-
-    await _reserve_at_charger(commands, connector, row, driver.id_tag, config)
-    # Only now (the charger answered) take the charger's guard: a settle() hiding it
-    # meanwhile either committed (we wait for it, then see the state and refuse) or waits
-    # for our commit (its trigger then sees this reservation and moves it).
-    if not await _still_shown(db, connector.charger_id):
-        _cancel_quietly(commands, connector.charge_point_id, row.ocpp_reservation_id, config)
-        raise ConnectorUnavailable("the charger went offline")
-    await q.sync_connector_status(db, connector_id=connector.connector_id, now=now)
-    return row.public()
+    return connector, driver, window
 
 
 async def _still_shown(db: Executor, charger_id: uuid.UUID) -> bool:
@@ -231,23 +259,25 @@ async def _insert(
     driver_id: uuid.UUID,
     connector: ConnectorRow,
     kind: str,
+    status: str,
     start_at: datetime,
     expires_at: datetime,
     began: bool,
     moved_from: uuid.UUID | None,
     now: datetime,
 ) -> ReservationRow:
-    """Insert a CONFIRMED reservation; the constraints' refusals become the API's codes."""
+    """Insert a reservation; the constraints' refusals become the API's codes."""
     try:
         return await q.insert(
             db,
             driver_id=driver_id,
             connector=connector,
             kind=kind,
+            status=status,
             start_at=start_at,
             expires_at=expires_at,
             began_at=now if began else None,
-            charger_reserved_at=now if began else None,  # rolled back unless Accepted
+            charger_reserved_at=None,  # set when the charger accepts ReserveNow
             moved_from=moved_from,
             now=now,
         )
@@ -378,7 +408,7 @@ async def cancel(
     if row.status == ReservationStatus.CANCELLED:
         return row.public(), None
     if row.status != ReservationStatus.CONFIRMED:
-        raise NotCancellable(f"the reservation is {row.status.value}")
+        raise NotCancellable(f"the reservation is {row.status}")
     ended = await q.end_reservation(
         db, reservation_id=rid, status="CANCELLED", cancel_reason="driver", now=now, released=False
     )
@@ -507,6 +537,19 @@ async def expire(db: Executor, *, now: datetime) -> int:
         await q.sync_connector_status(db, connector_id=connector_id, now=now)
     await q.fulfil_ended(db, now=now)
     return len(ended)
+
+
+async def sweep_pending(
+    db: Executor, commands: CommandClient, *, now: datetime, config: ReservationsConfig
+) -> int:
+    """PENDING holds older than any charger answer (their process died between ReserveNow
+    and the decision) are deleted, and their chargers told to forget them."""
+    swept = await q.sweep_pending(db, before=now - PENDING_AFTER)
+    for row in swept:
+        connector = await q.connector(db, connector_id=row.connector_id)
+        if connector is not None:
+            _cancel_quietly(commands, connector.charge_point_id, row.ocpp_reservation_id, config)
+    return len(swept)
 
 
 # --------------------------------------------------------------------- slot begins
@@ -729,6 +772,7 @@ async def _try_twin(
                 driver_id=old.driver_id,
                 connector=twin,
                 kind=old.kind,
+                status="CONFIRMED",
                 start_at=old.start_at,
                 expires_at=old.expires_at,
                 began=holding,
@@ -738,6 +782,7 @@ async def _try_twin(
             if holding:
                 await _reserve_at_charger(commands, twin, new, id_tag, config)
                 accepted = True
+                await q.mark_charger_reserved(conn, reservation_id=new.reservation_id, now=now)
                 if not await _still_shown(conn, twin.charger_id):
                     raise ConnectorUnavailable("the twin's charger went offline")
             await q.set_moved_to(

@@ -112,10 +112,15 @@ async def resync_charger_reservations(
 
 
 async def expire_reservations(ctx: dict[str, Any]) -> int:
-    """Cron: CONFIRMED reservations past their expiry → EXPIRED (safe to run twice)."""
+    """Cron: CONFIRMED reservations past their expiry → EXPIRED, stale PENDING holds
+    swept (safe to run twice)."""
     pool: asyncpg.Pool = ctx["pool"]
+    now = _now()
     async with pool.acquire() as conn, conn.transaction():
-        return await service.expire(conn, now=_now())
+        expired = await service.expire(conn, now=now)
+    if "ocpp_commands" in ctx:
+        await service.sweep_pending(pool, commands_from(ctx), now=now, config=_config(ctx))
+    return expired
 
 
 FUNCTIONS: Final[list[Any]] = [

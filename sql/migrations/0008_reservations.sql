@@ -2,8 +2,10 @@
 --
 -- Invariants live here, not in the application:
 --   * no double booking: an exclusion constraint over (connector, time range) for the live
---     statuses — two CONFIRMED/ACTIVE reservations of one connector never overlap, however
---     many API processes insert at once;
+--     statuses — two PENDING/CONFIRMED/ACTIVE reservations of one connector never overlap,
+--     however many API processes insert at once (PENDING: a hold whose charger has not
+--     answered ReserveNow yet; it becomes CONFIRMED or is deleted, and the API never shows
+--     it);
 --   * one driver, one place at a time: the same constraint over (driver, time range), and a
 --     partial unique index (one reservation holding a connector now per driver);
 --   * search shows a connector RESERVED exactly while a reservation holds it (trigger on
@@ -30,8 +32,8 @@ CREATE TABLE reservations (
     connector_no         integer NOT NULL,
     kind                 text NOT NULL CHECK (kind IN ('hold', 'slot')),
     status               text NOT NULL DEFAULT 'CONFIRMED' CHECK (status IN (
-                             'CONFIRMED', 'ACTIVE', 'FULFILLED', 'CANCELLED', 'EXPIRED',
-                             'MOVED')),
+                             'PENDING', 'CONFIRMED', 'ACTIVE', 'FULFILLED', 'CANCELLED',
+                             'EXPIRED', 'MOVED')),
     start_at             timestamptz NOT NULL,
     expires_at           timestamptz NOT NULL,
     -- holds the connector from here: a hold at once, a slot when it begins
@@ -51,21 +53,22 @@ CREATE TABLE reservations (
     CHECK (moved_to IS NULL OR status = 'MOVED'),
     CONSTRAINT reservations_no_double_booking EXCLUDE USING gist (
         connector_id WITH =, tstzrange(start_at, expires_at, '[)') WITH &&
-    ) WHERE (status IN ('CONFIRMED', 'ACTIVE')),
+    ) WHERE (status IN ('PENDING', 'CONFIRMED', 'ACTIVE')),
     CONSTRAINT reservations_driver_one_at_a_time EXCLUDE USING gist (
         driver_id WITH =, tstzrange(start_at, expires_at, '[)') WITH &&
-    ) WHERE (status IN ('CONFIRMED', 'ACTIVE'))
+    ) WHERE (status IN ('PENDING', 'CONFIRMED', 'ACTIVE'))
 );
 -- At most one reservation per driver holds a connector now (a hold, a slot that has
 -- begun, or one being charged on), whatever the time ranges say.
 CREATE UNIQUE INDEX reservations_one_live_hold ON reservations (driver_id)
-    WHERE status = 'ACTIVE' OR (status = 'CONFIRMED' AND began_at IS NOT NULL);
+    WHERE status IN ('PENDING', 'ACTIVE') OR (status = 'CONFIRMED' AND began_at IS NOT NULL);
 CREATE INDEX reservations_driver_recent ON reservations (driver_id, created_at DESC, reservation_id DESC);
 CREATE INDEX reservations_charger_live ON reservations (charger_id)
     WHERE status IN ('CONFIRMED', 'ACTIVE');
 CREATE INDEX reservations_connector_holding ON reservations (connector_id)
     WHERE status = 'CONFIRMED' AND began_at IS NOT NULL;
 CREATE INDEX reservations_expiring ON reservations (expires_at) WHERE status = 'CONFIRMED';
+CREATE INDEX reservations_pending ON reservations (created_at) WHERE status = 'PENDING';
 CREATE INDEX reservations_unreleased ON reservations (charger_id)
     WHERE charger_reserved_at IS NOT NULL AND charger_released_at IS NULL;
 

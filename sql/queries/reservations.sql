@@ -19,8 +19,8 @@ SELECT driver_id, id_tag, vehicle_battery_wh, vehicle_max_ac_w, vehicle_max_dc_w
 SELECT pg_advisory_xact_lock(30322, hashtext($1::uuid::text));
 
 -- name: checks
--- Under the driver's lock, in one trip: the driver's live holds and future slots, overlaps of [start, end) for the driver and for the connector, and for a hold the connector's hold lock (false: another hold is being made).
-SELECT count(*) FILTER (WHERE status = 'ACTIVE'
+-- Under the driver's lock, in one trip: the driver's live holds and future slots, overlaps of [start, end) for the driver, and the connector's live or pending reservations in that range.
+SELECT count(*) FILTER (WHERE status IN ('PENDING', 'ACTIVE')
                            OR (status = 'CONFIRMED' AND began_at IS NOT NULL AND expires_at > $2))
            AS holding,
        count(*) FILTER (WHERE status = 'CONFIRMED' AND began_at IS NULL AND start_at > $2)
@@ -31,26 +31,46 @@ SELECT count(*) FILTER (WHERE status = 'ACTIVE'
                 WHERE x.connector_id = $5 AND x.status IN ('CONFIRMED', 'ACTIVE')
                   AND tstzrange(x.start_at, x.expires_at, '[)') && tstzrange($3, $4, '[)'))
            AS connector_overlap,
-       CASE WHEN $6::boolean THEN pg_try_advisory_xact_lock(30323, hashtext($5::uuid::text))
-            ELSE true END AS connector_lock
+       EXISTS (SELECT 1 FROM reservations x
+                WHERE x.connector_id = $5 AND x.status = 'PENDING'
+                  AND tstzrange(x.start_at, x.expires_at, '[)') && tstzrange($3, $4, '[)'))
+           AS connector_pending
   FROM reservations
- WHERE driver_id = $1 AND status IN ('CONFIRMED', 'ACTIVE');
+ WHERE driver_id = $1 AND status IN ('PENDING', 'CONFIRMED', 'ACTIVE');
 
 -- name: insert
--- A new CONFIRMED reservation (the exclusion constraints refuse an overlap).
+-- A new reservation, PENDING (a hold until its charger accepts) or CONFIRMED; the exclusion constraints refuse an overlap.
 INSERT INTO reservations (driver_id, connector_id, charger_id, site_id, connector_no, kind,
-                          start_at, expires_at, began_at, charger_reserved_at, moved_from,
-                          created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+                          status, start_at, expires_at, began_at, charger_reserved_at,
+                          moved_from, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+RETURNING *;
+
+-- name: confirm_hold
+-- The charger accepted ReserveNow: the PENDING hold becomes CONFIRMED.
+UPDATE reservations SET status = 'CONFIRMED', charger_reserved_at = $2, updated_at = $2
+ WHERE reservation_id = $1 AND status = 'PENDING'
+RETURNING *;
+
+-- name: delete_pending
+-- A hold the charger refused (or that could not be confirmed): nothing is kept.
+DELETE FROM reservations WHERE reservation_id = $1 AND status = 'PENDING';
+
+-- name: sweep_pending
+-- PENDING holds older than the charger's answer can take (a process died between ReserveNow and the decision).
+DELETE FROM reservations WHERE status = 'PENDING' AND created_at < $1
 RETURNING *;
 
 -- name: get_for_driver
 -- One of the driver's reservations (another driver's is not found).
-SELECT * FROM reservations WHERE reservation_id = $1 AND driver_id = $2;
+SELECT * FROM reservations
+ WHERE reservation_id = $1 AND driver_id = $2 AND status <> 'PENDING';
 
 -- name: lock_for_driver
 -- One of the driver's reservations, locked for a change.
-SELECT * FROM reservations WHERE reservation_id = $1 AND driver_id = $2 FOR UPDATE;
+SELECT * FROM reservations
+ WHERE reservation_id = $1 AND driver_id = $2 AND status <> 'PENDING'
+   FOR UPDATE;
 
 -- name: lock
 -- A reservation by id, locked for a change (jobs).
@@ -63,7 +83,7 @@ SELECT * FROM reservations WHERE reservation_id = $1;
 -- name: list_for_driver
 -- The driver's reservations, newest first, after the cursor (created_at, reservation_id).
 SELECT * FROM reservations
- WHERE driver_id = $1
+ WHERE driver_id = $1 AND status <> 'PENDING'
    AND ($2::timestamptz IS NULL OR (created_at, reservation_id) < ($2, $3::uuid))
  ORDER BY created_at DESC, reservation_id DESC
  LIMIT $4;
@@ -155,7 +175,8 @@ SELECT k.connector_id, k.charger_id, k.site_id, k.connector_no, k.type, k.power_
    AND k.status NOT IN ('FAULTED', 'UNAVAILABLE')
    AND (r.began_at IS NULL OR k.status = 'AVAILABLE')
    AND NOT EXISTS (SELECT 1 FROM reservations x
-                    WHERE x.connector_id = k.connector_id AND x.status IN ('CONFIRMED', 'ACTIVE')
+                    WHERE x.connector_id = k.connector_id
+                      AND x.status IN ('PENDING', 'CONFIRMED', 'ACTIVE')
                       AND tstzrange(x.start_at, x.expires_at, '[)')
                           && tstzrange(r.start_at, r.expires_at, '[)'))
  ORDER BY k.power_w, c.charge_point_id, k.connector_no
@@ -199,8 +220,8 @@ SELECT * FROM reservations
  ORDER BY ocpp_reservation_id;
 
 -- name: holder
--- The reservation holding a connector at a time, if any (for session start: reserved for whom).
+-- The reservation holding a connector at a time, if any (for session start: reserved for whom; a PENDING hold counts).
 SELECT * FROM reservations
- WHERE connector_id = $1 AND status IN ('CONFIRMED', 'ACTIVE')
+ WHERE connector_id = $1 AND status IN ('PENDING', 'CONFIRMED', 'ACTIVE')
    AND start_at <= $2 AND expires_at > $2
  LIMIT 1;

@@ -237,6 +237,11 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
             await listener.ready.wait()
         yield worker
     finally:
+        # no new jobs, let running ones finish: cancelling one mid-pipeline breaks arq's close
+        worker.allow_pick_jobs = False
+        running = [t for t in worker.tasks.values() if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=10)
         with warnings.catch_warnings():  # arq 0.28 closes its pool with redis's old close()
             warnings.simplefilter("ignore", DeprecationWarning)
             await worker.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -406,3 +408,59 @@ async def test_a_charger_that_refuses_keeps_nothing(fleet: Fleet) -> None:
     sim.resume_answering()
     r = await fleet.reserve(driver, connector_id)
     assert r.status_code == 201, r.text
+
+
+async def test_a_hold_waiting_for_its_charger_is_invisible_and_refuses_competitors(
+    fleet: Fleet,
+) -> None:
+    """While the charger has not answered, the hold is PENDING: counted by the constraints
+    (a competitor is refused at once), shown nowhere (not to its driver, not in search)."""
+    sim = fleet.sims["CP-B"]
+    sim.stop_answering("ReserveNow")
+    first, second = (await fleet.driver(1))["access_token"], (await fleet.driver(2))["access_token"]
+    connector_id = fleet.connector("CP-B", 1)
+    waiting = asyncio.create_task(fleet.reserve(first, connector_id))
+    assert await eventually(lambda: _pending(fleet), within_s=5)
+    r = await fleet.http.get("/v1/reservations", headers=auth(first))
+    assert r.json()["items"] == []
+    assert await fleet.status_of(connector_id) == "AVAILABLE"
+    started = time.monotonic()
+    r = await fleet.reserve(second, connector_id)
+    assert r.status_code == 409
+    assert r.json()["code"] == "connector_unavailable"
+    assert time.monotonic() - started < 0.9  # refused at once, not after the charger's timeout
+    assert (await waiting).status_code == 409  # no answer within the timeout
+    assert await fleet.db.fetchval("SELECT count(*) FROM reservations") == 0
+    sim.resume_answering()
+
+
+async def _pending(fleet: Fleet) -> bool:
+    return bool(
+        await fleet.db.fetchval("SELECT count(*) FROM reservations WHERE status = 'PENDING'")
+    )
+
+
+async def test_a_pending_hold_left_by_a_dead_process_is_swept(fleet: Fleet) -> None:
+    from app.reservations.tasks import expire_reservations
+
+    driver = (await fleet.driver())["driver_id"]
+    await fleet.db.execute(
+        """INSERT INTO reservations (driver_id, connector_id, charger_id, site_id, connector_no,
+                                     kind, status, start_at, expires_at, began_at, created_at)
+           SELECT $1, connector_id, charger_id, site_id, connector_no, 'hold', 'PENDING',
+                  now() - interval '2 minutes', now() + interval '13 minutes',
+                  now() - interval '2 minutes', now() - interval '2 minutes'
+             FROM connectors WHERE connector_id = $2""",
+        uuid.UUID(driver),
+        uuid.UUID(fleet.connector("CP-A", 1)),
+    )
+    ctx = {
+        "pool": fleet.srv.app.state.pool,
+        "ocpp_commands": fleet.srv.app.state.ocpp_commands,
+        "reservations_config": fleet.srv.app.state.reservations_config,
+    }
+    await expire_reservations(ctx)
+    assert await fleet.db.fetchval("SELECT count(*) FROM reservations") == 0
+    # the connector can be held again at once
+    token = (await fleet.driver(3))["access_token"]
+    assert (await fleet.reserve(token, fleet.connector("CP-A", 1))).status_code == 201
