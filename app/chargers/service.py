@@ -216,49 +216,51 @@ async def start_transaction(
         connector_id = await conn.fetchval(
             Q("chargers.connector_of_charger"), charger.charger_id, connector_no
         )
-        tag_status = "Invalid"
-        if driver_id is not None and connector_id is not None:
-            for attempt in range(2):
-                async with conn.transaction():
-                    tx = await sessions.begin_transaction(
-                        conn,
-                        charger_id=charger.charger_id,
-                        driver_id=driver_id,
-                        connector_id=connector_id,
-                        connector_no=connector_no,
-                        id_tag=id_tag,
-                        meter_start_wh=meter_start,
-                        started_at=started_at,
-                        reservation_id=reservation_id,
-                        now=datetime.now(UTC),
-                    )
-                if tx is not None:
-                    return tx, "Accepted"
-                if attempt:
-                    break
-                tag_status = await sessions.hold_at_charger(
-                    pool,
+    tag_status = "Invalid"
+    if driver_id is not None and connector_id is not None:
+        for attempt in range(2):
+            async with pool.acquire() as conn, conn.transaction():
+                tx = await sessions.begin_transaction(
+                    conn,
                     charger_id=charger.charger_id,
                     driver_id=driver_id,
-                    connector=(connector_id, connector_no),
+                    connector_id=connector_id,
+                    connector_no=connector_no,
+                    id_tag=id_tag,
+                    meter_start_wh=meter_start,
+                    started_at=started_at,
+                    reservation_id=reservation_id,
+                    now=datetime.now(UTC),
                 )
-                if tag_status != "Accepted":
-                    break
-        row = await conn.fetchrow(
-            Q("chargers.start_session"),
-            charger.charger_id,
-            connector_id,
-            connector_no,
-            id_tag,
-            tag_status,
-            driver_id,
-            reservation_id,
-            "FAILED",
-            meter_start,
-            started_at,
-        )
-        assert row is not None
-        return int(row["transaction_id"]), str(row["id_tag_status"])
+            if tx is not None:
+                return tx, "Accepted"
+            if attempt:
+                break
+            # No connection is held meanwhile: the hold needs the pool, and so may every
+            # other charger starting at this moment.
+            tag_status = await sessions.hold_at_charger(
+                pool,
+                charger_id=charger.charger_id,
+                driver_id=driver_id,
+                connector=(connector_id, connector_no),
+            )
+            if tag_status != "Accepted":
+                break
+    row = await pool.fetchrow(
+        Q("chargers.start_session"),
+        charger.charger_id,
+        connector_id,
+        connector_no,
+        id_tag,
+        tag_status,
+        driver_id,
+        reservation_id,
+        "FAILED",
+        meter_start,
+        started_at,
+    )
+    assert row is not None
+    return int(row["transaction_id"]), str(row["id_tag_status"])
 
 
 async def stop_transaction(
