@@ -24,6 +24,9 @@ It reports, per phase:
 - when the RemoteStart reached each simulated charger relative to the 201 the client got
   (negative: the charger had it before the driver's app).
 
+The bench process (simulated chargers and HTTP clients) lowers its own priority (`--nice`,
+10) once the service runs, as bench/ocpp_load.py does: the load generator shares the cores.
+
     .venv/bin/python bench/sessions.py            # --drivers 50 --rounds 5 --sequential 50
 
 Uses DATABASE_URL / REDIS_URL when set (a fresh database `voltway_bench_sessions` on that
@@ -290,6 +293,8 @@ async def run(
     stripe_env: dict[str, str],
 ) -> int:
     n = args.drivers
+    if args.nice:  # the simulated chargers and clients share the cores with the service
+        os.nice(args.nice)
     limits = httpx.Limits(max_connections=n + 8, max_keepalive_connections=n + 8)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
         token = await asyncio.to_thread(_admin_token, base, secret)
@@ -492,6 +497,12 @@ def main() -> int:
     parser.add_argument("--drivers", type=int, default=50, help="also the concurrency")
     parser.add_argument("--rounds", type=int, default=5, help="rounds of all-at-once starts")
     parser.add_argument("--sequential", type=int, default=50, help="starts one at a time")
+    parser.add_argument(
+        "--nice",
+        type=int,
+        default=10,
+        help="niceness of this process (sims, clients) once the service runs",
+    )
     args = parser.parse_args()
 
     services = Services(ROOT / ".data")
