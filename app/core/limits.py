@@ -30,7 +30,15 @@ import msgspec
 from litestar import Request
 from litestar.types import Empty
 
-from app.core.errors import DomainError, FieldError, ValidationFailed, field_from_message
+from app.core.errors import (
+    PROBLEM_JSON,
+    TYPE_BASE,
+    DomainError,
+    FieldError,
+    Problem,
+    ValidationFailed,
+    field_from_message,
+)
 from app.core.settings import Settings
 
 ASGIApp = Any
@@ -135,15 +143,12 @@ class RequestLimitsMiddleware:
             await _answer_options(scope, send)
             return
         settings: Settings = scope["app"].state.settings
-        if "\x00" in scope["path"]:
-            raise _invalid("path", "NUL characters are not accepted")
-        query: bytes = scope.get("query_string", b"")
-        if query:
-            check_query(query, settings)
         limit = body_limit(scope, settings)
-        length = _header(scope, b"content-length")
-        if length is not None and length.strip().isdigit() and int(length) > limit:
-            raise PayloadTooLarge(f"at most {limit} bytes")
+        try:
+            check_request(scope, settings, limit)
+        except DomainError as exc:  # answered here, so the access log and metrics see it
+            await _send_problem(scope, send, exc)
+            return
         content_type = (_header(scope, b"content-type") or b"").split(b";")[0].strip().lower()
         scanner = _BodyScanner(limit, content_type)
 
@@ -154,6 +159,37 @@ class RequestLimitsMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+def check_request(scope: Scope, settings: Settings, limit: int) -> None:
+    """What can be refused before the body is read: NUL in the path, the query string's
+    size and NULs, a declared body size over the limit."""
+    if "\x00" in scope["path"]:
+        raise _invalid("path", "NUL characters are not accepted")
+    query: bytes = scope.get("query_string", b"")
+    if query:
+        check_query(query, settings)
+    length = _header(scope, b"content-length")
+    if length is not None and length.strip().isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"at most {limit} bytes")
+
+
+async def _send_problem(scope: Scope, send: Send, exc: DomainError) -> None:
+    body = msgspec.json.encode(
+        Problem(
+            type=TYPE_BASE + exc.code,
+            title=exc.title,
+            status=exc.status,
+            code=exc.code,
+            detail=exc.detail,
+            instance=scope["path"].replace("\x00", "\ufffd"),
+            errors=exc.errors,
+        )
+    )
+    headers = [(b"content-type", PROBLEM_JSON.encode()), (b"content-length", b"%d" % len(body))]
+    headers += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _is_auto_options(scope: Scope) -> bool:

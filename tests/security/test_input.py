@@ -175,6 +175,10 @@ async def test_two_megabyte_json_is_413_on_every_kind_of_route(
             method, path, content=big, headers={**headers, "content-type": "application/json"}
         )
         _is_problem(r, 413, "payload_too_large")
+    # refused at the door, and counted as what it was (not as a 500)
+    metrics = (await client.get("/metrics")).text
+    assert 'path="/v1/me"' in metrics or "/v1/me" in metrics
+    assert any('status="413"' in line and "/v1/me" in line for line in metrics.splitlines())
 
 
 async def test_fleet_import_keeps_its_larger_limit(
