@@ -36,10 +36,10 @@ from litestar.testing import AsyncTestClient
 from twilio.request_validator import RequestValidator
 
 from app.core.auth import Role
-from app.core.settings import Settings
+from app.core.settings import ROOT, Settings
 from app.main import create_app
 from tests.factories import auth, import_fleet, make_driver, site, staff_token
-from tests.security.ownership import REGISTRY, Owned, Public, make_world, other_driver
+from tests.security.ownership import REGISTRY, Owned, Public, World, make_world, other_driver
 from tests.standins.control_center import build_push, platform_date
 
 NO_SUCH_ID = "00000000-0000-0000-0000-000000000000"
@@ -153,6 +153,70 @@ async def _check_objects(
                 assert await _row(db, e, theirs[n]) == before[n], f"{method} {path} changed it"
         checked += 1
     assert checked >= 1
+
+
+def _schema(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = spec["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def body_references(spec: dict[str, Any]) -> Iterator[tuple[str, str, list[str], list[str]]]:
+    """(method, path, id fields in REGISTRY as Owned, required fields) of every mutating
+    `/v1` operation whose JSON body names another object by id."""
+    for path, item in spec["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, op in item.items():
+            content = op.get("requestBody", {}).get("content", {}).get("application/json")
+            if method not in ("post", "put", "patch") or content is None:
+                continue
+            body = _schema(spec, content["schema"])
+            props = list(body.get("properties", {}))
+            owned = [p for p in props if isinstance(REGISTRY.get(p), Owned)]
+            if owned:
+                yield method.upper(), path, owned, list(body.get("required", []))
+
+
+async def test_another_drivers_ids_in_a_body_are_refused_and_untouched(
+    db: asyncpg.Connection, integrations: Settings
+) -> None:
+    """`POST /v1/sessions {reservation_id}`, `POST /v1/me/payment-methods
+    {payment_method_id}`, …: someone else's id in a body is never accepted (no 2xx) and
+    their object does not change. Found from the committed document's request bodies."""
+    spec = json.loads((ROOT / "openapi" / "openapi.json").read_text())
+    refs = list(body_references(spec))
+    assert refs, "no /v1 body names an object by id?"
+    async with AsyncTestClient(
+        app=create_app(integrations, run_migrations=False), base_url="http://testserver.local"
+    ) as client:
+        world = await make_world(client, db, integrations)
+        me = await make_driver(db, integrations, phone="+4915166000003")
+        for method, path, owned, required in refs:
+            owner = await other_driver(db, integrations)
+            body: dict[str, Any] = {}
+            rows: dict[str, tuple[Owned, str, Any]] = {}
+            for name in owned:
+                entry = REGISTRY[name]
+                assert isinstance(entry, Owned)
+                theirs = await entry.make(world, owner)
+                body[name] = theirs
+                rows[name] = (entry, theirs, await _row(db, entry, theirs))
+            for name in required:
+                if name not in body:
+                    assert name in BODY_FILL, f"{method} {path}: say how to fill {name!r}"
+                    body[name] = BODY_FILL[name](world)
+            r = await client.request(method, path, json=body, headers=auth(me["access_token"]))
+            assert r.status_code >= 400, f"{method} {path} took another driver's ids: {r.text}"
+            assert r.status_code not in (401, 403, 500), f"{method} {path}: {r.text}"
+            for name, (entry, theirs, before) in rows.items():
+                assert await _row(db, entry, theirs) == before, f"{method} {path} changed {name}"
+
+
+# Required body fields that are not someone's object: how to fill them.
+BODY_FILL: dict[str, Callable[[World], Any]] = {
+    "connector_id": lambda world: world.connector_ids[0],
+}
 
 
 async def _row(db: asyncpg.Connection, entry: Owned, key: str) -> Any:
