@@ -12,6 +12,8 @@ decision, the worker capturing in the background) before the next round:
 
 It reports, per phase:
 - `POST /v1/sessions` p50/p99 as the client sees it (TARGETS.md: p99 ≤ 300 ms at 50);
+- per request, from the answer's `Server-Timing` header, the hold (Stripe + our payments
+  rows) and "ours" = the client's latency minus that hold;
 - our own stages from the service's `session_start_seconds` histogram (`/metrics`, both
   workers): `reserve` (checks, tariff lock, STARTING row), `hold` (the Stripe PaymentIntent
   confirmed and recorded — localstripe's time plus our payments bookkeeping), and
@@ -192,6 +194,8 @@ class Phase:
     def __init__(self, name: str) -> None:
         self.name = name
         self.post: list[float] = []
+        self.hold: list[float] = []  # per request, from Server-Timing
+        self.ours: list[float] = []  # POST as the client saw it minus the hold
         self.codes: dict[int, int] = defaultdict(int)
         self.arrival_vs_201: list[float] = []
         self.stripe: list[float] = []
@@ -218,6 +222,14 @@ async def start_one(
         print(f"  start: {r.status_code} {r.text[:200]}")
         return None
     phase.post.append(took)
+    timing = dict(
+        (part.split(";dur=")[0].strip(), float(part.split(";dur=")[1]) / 1000)
+        for part in r.headers.get("server-timing", "").split(",")
+        if ";dur=" in part
+    )
+    if "hold" in timing:
+        phase.hold.append(timing["hold"])
+        phase.ours.append(took - timing["hold"])
     return str(r.json()["session_id"])
 
 
@@ -436,10 +448,13 @@ async def run(
             f"    localstripe alone (hold PI)    p50 {pct(ph.stripe, 0.5):7.1f} ms  "
             f"p99 {pct(ph.stripe, 0.99):7.1f} ms  ({len(ph.stripe)} at the same concurrency)"
         )
-        ours = [p - s for p, s in zip(sorted(ph.post), sorted(ph.stripe), strict=False)]
         print(
-            f"    ours = POST − localstripe     p50 {pct(ours, 0.5):7.1f} ms  "
-            f"p99 {pct(ours, 0.99):7.1f} ms  (quantile by quantile)"
+            f"    hold (Server-Timing)           p50 {pct(ph.hold, 0.5):7.1f} ms  "
+            f"p99 {pct(ph.hold, 0.99):7.1f} ms  (Stripe + the payments rows)"
+        )
+        print(
+            f"    ours = POST − its hold         p50 {pct(ph.ours, 0.5):7.1f} ms  "
+            f"p99 {pct(ph.ours, 0.99):7.1f} ms  (per request)"
         )
         arr = ph.arrival_vs_201
         if arr:
@@ -449,8 +464,10 @@ async def run(
             )
         rs_p99 = ph.stages.get("remote_start", (0, float("nan"), 0))[1]
         if ph.name != "1 concurrent":
+            ours99 = pct(ph.ours, 0.99)
             verdicts = [
                 f"POST p99 ≤ 300 ms [{'PASS' if p99 <= 300 else 'FAIL'}]",
+                f"ours (without the hold) p99 ≤ 300 ms [{'PASS' if ours99 <= 300 else 'FAIL'}]",
                 f"hold → RemoteStart p99 ≤ 100 ms [{'PASS' if rs_p99 <= 100 else 'FAIL'}]",
             ]
             ok = ok and p99 <= 300 and rs_p99 <= 100

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any
 
-from litestar import Controller, Litestar, get, post
+from litestar import Controller, Litestar, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
@@ -111,15 +111,25 @@ class SessionController(Controller):
     )
     async def start(
         self, data: JSONBody[SessionStart], driver: Driver, state: State, clock: ClockDep
-    ) -> SessionStarted:
+    ) -> Response[SessionStarted]:
         """A PaymentIntent (`capture_method=manual`) is confirmed off-session on the
         default card first, for the hold amount; then RemoteStartTransaction goes to the
         charger. The session is `STARTING` until the charger starts the transaction;
         `Rejected` or no answer makes it `FAILED` and releases the hold (watch
-        `GET /v1/sessions/{id}`). The tariff version in force now is the one billed."""
-        return await service.start(
-            state.pool, state.sessions, driver_id=driver.driver_id, body=data, now=clock.now()
+        `GET /v1/sessions/{id}`). The tariff version in force now is the one billed.
+        `Server-Timing` gives the time of our checks (`reserve`) and of the hold (`hold`,
+        mostly Stripe's)."""
+        timings: dict[str, float] = {}
+        started = await service.start(
+            state.pool,
+            state.sessions,
+            driver_id=driver.driver_id,
+            body=data,
+            now=clock.now(),
+            timings=timings,
         )
+        timing = ", ".join(f"{k};dur={v * 1000:.1f}" for k, v in timings.items())
+        return Response(started, status_code=201, headers={"Server-Timing": timing})
 
     @get("/", summary="The driver's sessions, newest first", responses=UNAUTHORIZED)
     async def list_sessions(

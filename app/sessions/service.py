@@ -232,9 +232,16 @@ async def compiled_tariff(
 
 
 async def start(
-    pool: asyncpg.Pool, rt: Runtime, *, driver_id: str, body: SessionStart, now: datetime
+    pool: asyncpg.Pool,
+    rt: Runtime,
+    *,
+    driver_id: str,
+    body: SessionStart,
+    now: datetime,
+    timings: dict[str, float] | None = None,
 ) -> SessionStarted:
-    """`POST /v1/sessions` (see the module docstring for the steps)."""
+    """`POST /v1/sessions` (see the module docstring for the steps). `timings` receives
+    the seconds of the `reserve` and `hold` steps (the route's Server-Timing header)."""
     driver = uuid.UUID(driver_id)
     connector_id = _uuid(body.connector_id, ConnectorNotFound())
     t0 = time.perf_counter()
@@ -299,6 +306,8 @@ async def start(
         raise
     held = time.perf_counter()
     START_SECONDS.labels("hold").observe(held - t1)
+    if timings is not None:
+        timings.update(reserve=t1 - t0, hold=held - t1)
     rt.spawn(
         remote_start(
             pool,

@@ -54,6 +54,7 @@ async def test_the_whole_journey(world: Site, gateway: Gateway) -> None:
     assert r.status_code == 201, r.text
     started = r.json()
     assert started["status"] == "STARTING"
+    assert "hold;dur=" in r.headers["server-timing"]
     assert (started["preauth_minor"], started["currency"]) == (5000, "EUR")
     assert started["tariff_id"] == world.tariff_id
     sid = started["session_id"]
