@@ -11,9 +11,9 @@ from litestar.datastructures import State
 from litestar.openapi import ResponseSpec
 from litestar.params import FromPath
 
+from app.core.clientaddr import client_address
 from app.core.errors import RateLimited
 from app.core.openapi import query_operation
-from app.core.clientaddr import client_address
 from app.core.query import JSONBody, parse_query
 from app.core.ratelimit import TokenBuckets
 from app.core.settings import Settings
