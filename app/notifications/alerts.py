@@ -41,6 +41,9 @@ from app.notifications.rules import (
 )
 from app.notifications.service import SEND_SMS_JOB
 
+# An alert's outbox row is due for the relay (→ arq send_sms) only this long after it was
+# queued: until then the worker's dispatcher (app/notifications/dispatch.py) has it.
+FAST_PATH_GRACE = timedelta(seconds=30)
 SAMPLE_WINDOW = timedelta(minutes=20)  # longer than the 10 idle minutes the rules look at
 # the kinds whose text names the cost so far (priced only when one of them is due)
 COST_KINDS = frozenset({"soc_80", "ten_minutes_left", "session_complete"})
@@ -109,6 +112,8 @@ async def queue_alert(
         job=SEND_SMS_JOB,
         args={"message_id": str(message_id)},
         dedupe_key=f"sms:{message_id}",
+        # the worker's dispatcher sends it at once; the relay only if it did not
+        available_at=now + FAST_PATH_GRACE,
     )
     return str(notification_id)
 

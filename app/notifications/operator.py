@@ -27,8 +27,7 @@ import httpx
 import msgspec
 from arq import Retry, func
 
-from app.admin import audit
-from app.core import outbox
+from app.core import audit, outbox
 from app.core.auth import StaffPrincipal
 from app.core.clock import Clock
 from app.core.errors import NotFound

@@ -156,9 +156,17 @@ async def defer_message(
 
 
 async def release_message(
-    db: Executor, *, message_id: uuid.UUID, code: int | None, message: str, now: datetime
+    db: Executor,
+    *,
+    message_id: uuid.UUID,
+    code: int | None,
+    message: str,
+    now: datetime,
+    send_after: datetime,
 ) -> int:
-    return await execute(db, "notifications.release_message", message_id, code, message, now)
+    return await execute(
+        db, "notifications.release_message", message_id, code, message, now, send_after
+    )
 
 
 async def mark_sent(
@@ -315,4 +323,16 @@ async def stuck_messages(
 ) -> list[StuckMessage]:
     return await fetch_all(
         db, "notifications.stuck_messages", StuckMessage, now, queued_for_s, limit, slot_missed_s
+    )
+
+
+class DueMessage(ClaimedMessage, frozen=True):
+    outbox_id: int | None
+
+
+async def claim_due_messages(
+    db: Executor, *, limit: int, lease_until: datetime, now: datetime
+) -> list[DueMessage]:
+    return await fetch_all(
+        db, "notifications.claim_due_messages", DueMessage, limit, lease_until, now
     )

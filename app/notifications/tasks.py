@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -124,7 +125,38 @@ async def send_sms(ctx: dict[str, Any], outbox_id: int, message_id: str) -> str:
             raise Retry(defer=max(0.1, (state.send_after - now).total_seconds()))
         await outbox.mark_done(pool, outbox_id)
         return "missing" if state is None else f"already_{state.status}"
+    return await deliver(ctx, outbox_id, row, now)
 
+
+class Later(Exception):
+    """The message went back to the queue for later (`defer_s`): a pacing slot further
+    away, or a transient failure backing off. arq jobs turn it into `Retry`."""
+
+    def __init__(self, defer_s: float) -> None:
+        super().__init__(f"later: {defer_s:.1f} s")
+        self.defer_s = defer_s
+
+
+async def deliver(
+    ctx: dict[str, Any], outbox_id: int, row: queries.ClaimedMessage, now: datetime
+) -> str:
+    """Everything after the lease: suppression, the in-doubt lookup, pacing, the send and
+    its outcome. Raises `Retry` (arq) for a message put back for later."""
+    try:
+        return await deliver_claimed(ctx, outbox_id, row, now)
+    except Later as later:
+        raise Retry(defer=later.defer_s) from None
+
+
+async def deliver_claimed(
+    ctx: dict[str, Any], outbox_id: int, row: queries.ClaimedMessage, now: datetime
+) -> str:
+    """`deliver` for a caller that is not an arq job: raises `Later` instead of `Retry`."""
+    pool = ctx["pool"]
+    settings: Settings = ctx["settings"]
+    clock: Clock = ctx.get("clock") or Clock()
+    mid = row.message_id
+    message_id = str(mid)
     alert = row.notification_id is not None
     if row.expires_at is not None and row.expires_at <= now:
         await _final(pool, outbox_id, mid, "expired", None, "expired before sending", now)
@@ -163,9 +195,16 @@ async def send_sms(ctx: dict[str, Any], outbox_id: int, message_id: str) -> str:
     if wait > WAIT_IN_PLACE_S:
         send_after = now + timedelta(seconds=wait)
         await queries.defer_message(pool, message_id=mid, send_after=send_after, now=now)
-        raise Retry(defer=wait)
+        raise Later(wait)
     if wait > 0:
         await asyncio.sleep(wait)
+    if (clock.now() - now).total_seconds() > lease_s(settings) - settings.twilio_timeout_s * (
+        settings.twilio_max_retries + 1
+    ):
+        # Held up (Redis away while reserving a slot): the lease may run out while sending,
+        # and then another run would send it too. Leave it to that run.
+        log.warning("SMS %s: lease nearly spent before sending; left to recovery", message_id)
+        return "lease_lost"
 
     validity = None
     if row.expires_at is not None:
@@ -195,10 +234,16 @@ async def send_sms(ctx: dict[str, Any], outbox_id: int, message_id: str) -> str:
         tries = row.transient_failures + 1
         later = clock.now()
         if tries < MAX_TRIES:
+            back_off = RETRY_BASE_S * tries
             await queries.release_message(
-                pool, message_id=mid, code=exc.code, message=str(exc), now=later
+                pool,
+                message_id=mid,
+                code=exc.code,
+                message=str(exc),
+                now=later,
+                send_after=later + timedelta(seconds=back_off),
             )
-            raise Retry(defer=RETRY_BASE_S * tries) from exc
+            raise Later(back_off) from exc
         await _final(pool, outbox_id, mid, "failed", exc.code, str(exc), later)
         return "gave_up"
 
@@ -387,8 +432,9 @@ class RelayWaker:
     runs right after the commit that queued them, not at its next 5-second sweep; bursts
     of notifications collapse into one run at a time."""
 
-    def __init__(self, ctx: dict[str, Any]) -> None:
+    def __init__(self, ctx: dict[str, Any], also: Callable[[], None] | None = None) -> None:
         self.ctx = ctx
+        self.also = also
         self.wanted = asyncio.Event()
         settings: Settings = ctx["settings"]
         self.listener = Listener(settings.database_url, "vw_sms", self._heard, self._heard_all)
@@ -396,9 +442,11 @@ class RelayWaker:
 
     def _heard(self, _payload: str) -> None:
         self.wanted.set()
+        if self.also is not None:
+            self.also()
 
     def _heard_all(self) -> None:
-        self.wanted.set()
+        self._heard("")
 
     def start(self) -> None:
         self.listener.start()
@@ -425,17 +473,26 @@ class RelayWaker:
 
 
 async def start_listener(ctx: dict[str, Any]) -> None:
-    """Worker start-up: the shared client holder and the relay woken by NOTIFY."""
+    """Worker start-up: the shared client holder, the SMS dispatcher and the relay, both
+    woken by NOTIFY."""
+    from app.notifications.dispatch import Dispatcher  # it builds on this module
+
     ctx.setdefault("sms_clients", {})
-    waker = RelayWaker(ctx)
+    dispatcher = Dispatcher(ctx)
+    waker = RelayWaker(ctx, also=dispatcher.wake)
+    dispatcher.start()
     waker.start()
     ctx["sms_relay_waker"] = waker
+    ctx["sms_dispatcher"] = dispatcher
 
 
 async def stop_listener(ctx: dict[str, Any]) -> None:
     waker = ctx.pop("sms_relay_waker", None)
     if waker is not None:
         await waker.stop()
+    dispatcher = ctx.pop("sms_dispatcher", None)
+    if dispatcher is not None:
+        await dispatcher.stop()
     await operator.close_http(_clients(ctx))
 
 

@@ -44,6 +44,9 @@ ALTER TABLE sms_messages ADD CONSTRAINT sms_messages_status_check CHECK (status 
     'queued', 'sending', 'sent', 'delivered', 'undelivered', 'failed', 'expired',
     'suppressed'));
 CREATE INDEX sms_messages_queued ON sms_messages (created_at) WHERE status IN ('queued', 'sending');
+-- The worker's dispatcher takes due messages oldest first: a paced one at its slot.
+CREATE INDEX sms_messages_due ON sms_messages ((COALESCE(send_after, created_at)))
+    WHERE status = 'queued';
 
 -- New messages wake the worker's outbox relay at once (LISTEN vw_sms), instead of waiting
 -- for its next sweep: an alert leaves within a second of the commit that caused it.

@@ -47,10 +47,10 @@ SET status = $2, error_code = $3, error_message = $4, updated_at = $5, lease_unt
 WHERE message_id = $1 AND status IN ('queued', 'sending');
 
 -- name: release_message
--- A transient failure: back to the queue for the next try.
+-- A transient failure: back to the queue, not before the back-off ($5).
 UPDATE sms_messages
 SET status = 'queued', lease_until = NULL, error_code = $2, error_message = $3, updated_at = $4,
-    transient_failures = transient_failures + 1
+    transient_failures = transient_failures + 1, send_after = $5
 WHERE message_id = $1 AND status = 'sending';
 
 -- name: defer_message
@@ -299,3 +299,24 @@ WITH sent AS (
     RETURNING message_id
 )
 UPDATE outbox SET done_at = now() WHERE outbox_id = $6 AND done_at IS NULL;
+
+-- name: claim_due_messages
+-- The dispatcher leases a batch of due messages, oldest first (a paced one once its slot came); workers never share one.
+WITH due AS (
+    SELECT message_id FROM sms_messages
+    WHERE status = 'queued' AND COALESCE(send_after, created_at) <= $3
+    ORDER BY COALESCE(send_after, created_at)
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE sms_messages m
+SET status = 'sending', attempts = attempts + 1, lease_until = $2, updated_at = $3
+FROM due WHERE m.message_id = due.message_id
+RETURNING m.message_id, m.to_phone, m.driver_id, m.purpose, m.body, m.redacted_body,
+          m.expires_at, m.attempts, m.created_at, m.notification_id, m.send_after,
+          m.transient_failures, false AS in_doubt,
+          EXISTS (SELECT 1 FROM sms_opt_outs o WHERE o.phone = m.to_phone) AS opted_out,
+          COALESCE((SELECT NOT d.sms_alerts FROM drivers d WHERE d.driver_id = m.driver_id),
+                   false) AS alerts_off,
+          (SELECT o.outbox_id FROM outbox o WHERE o.dedupe_key = 'sms:' || m.message_id::text)
+          AS outbox_id;

@@ -126,7 +126,9 @@ async def test_transient_failure_is_retried_by_arq_then_sent(
     assert row["status"] == "queued"
     assert row["error_code"] == 20429
     assert row["done_at"] is None
+    assert row["send_after"] is not None  # backing off: not before this
     job_ctx["job_try"] = 2
+    job_ctx["clock"] = FixedClock(row["send_after"])
     assert await send_sms(job_ctx, q.outbox_id, q.message_id) == "sent"
     assert len(twilio.messages) == 1
 

@@ -186,7 +186,9 @@ async def test_redis_down_for_30_s_then_the_queued_alerts_are_sent(
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
     await proxy.start()
     via_proxy = target._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
-    worker = worker_factory(worker_env(settings, twilio, via_proxy, SMS_RATE_PER_SENDER="0"))
+    # paced (the default): every send needs a slot from Redis, so nothing can leave while
+    # it is away (unpaced, the dispatcher would send straight from PostgreSQL meanwhile)
+    worker = worker_factory(worker_env(settings, twilio, via_proxy, SMS_RATE_PER_SENDER="100"))
     worker.start()
     try:
         before = await make_drivers_with_sessions(db, 10)
