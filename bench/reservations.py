@@ -124,6 +124,43 @@ async def make_drivers(db_url: str, settings: Settings, n: int) -> list[str]:
     return tokens
 
 
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) used so far by a process and all its descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        cpu[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    return sum(cpu.get(pid, 0.0) for pid in tree)
+
+
+def postgres_cpu_s(backend_pids: set[int]) -> float:
+    """CPU seconds used so far by these PostgreSQL backends (the service's connections)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in backend_pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 class Stats:
     def __init__(self) -> None:
         self.accepted: list[float] = []
@@ -243,7 +280,12 @@ async def proof(db_url: str, stats: Stats) -> list[str]:
 
 
 async def run(
-    base: str, db_url: str, settings: Settings, args: argparse.Namespace, secret: str
+    base: str,
+    service_pid: int,
+    db_url: str,
+    settings: Settings,
+    args: argparse.Namespace,
+    secret: str,
 ) -> int:
     async with httpx.AsyncClient(base_url=base, timeout=30) as admin:
         token = await asyncio.to_thread(_admin_token, base, secret)
@@ -293,7 +335,7 @@ async def run(
     try:
         await wait_available(db_url, len(connectors))
         print(f"{len(plan)} simulated chargers online in {time.perf_counter() - t0:.1f} s")
-        return await race(base, db_url, settings, args, connectors)
+        return await race(base, db_url, settings, args, connectors, (service_pid, sims.pid))
     finally:
         sims.send_signal(signal.SIGINT)
         try:
@@ -303,9 +345,25 @@ async def run(
 
 
 async def race(
-    base: str, db_url: str, settings: Settings, args: argparse.Namespace, connectors: list[str]
+    base: str,
+    db_url: str,
+    settings: Settings,
+    args: argparse.Namespace,
+    connectors: list[str],
+    pids: tuple[int, int],
 ) -> int:
     tokens = await make_drivers(db_url, settings, args.drivers)
+    conn = await asyncpg.connect(db_url)
+    try:
+        backends = {
+            int(r["pid"])
+            for r in await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = 'voltway'"
+            )
+        }
+    finally:
+        await conn.close()
 
     stats = Stats()
     connector = aiohttp.TCPConnector(limit=args.concurrency)
@@ -315,6 +373,7 @@ async def race(
         floor = await health_floor(http, base, args.concurrency, 3)
         rng = random.Random(args.seed)
         stop_at = time.monotonic() + args.seconds
+        cpu_before = (tree_cpu_s(pids[0]), tree_cpu_s(pids[1]), postgres_cpu_s(backends))
         started = time.perf_counter()
         await asyncio.gather(
             *(
@@ -332,6 +391,7 @@ async def race(
             )
         )
         wall = time.perf_counter() - started
+        cpu_after = (tree_cpu_s(pids[0]), tree_cpu_s(pids[1]), postgres_cpu_s(backends))
     await asyncio.sleep(1)  # the last CancelReservations
     problems = await proof(db_url, stats)
 
@@ -363,6 +423,14 @@ async def race(
     print(
         f"  reference: GET /health/live at {args.concurrency} in flight  "
         f"p50 {pct(floor, 0.5):6.1f} ms  p99 {pct(floor, 0.99):6.1f} ms  {len(floor) / 3:.0f}/s"
+    )
+    service_cpu, sims_cpu, pg_cpu = (a - b for a, b in zip(cpu_after, cpu_before, strict=True))
+    requests = attempts + len(stats.cancels)
+    print(
+        f"  CPU used             service {service_cpu:.1f} s, its PostgreSQL backends "
+        f"{pg_cpu:.1f} s, simulated chargers {sims_cpu:.1f} s  → "
+        f"{(service_cpu + pg_cpu) / max(1, requests) * 1000:.1f} ms of service + database CPU "
+        f"per request ({requests} requests)"
     )
     print(f"  double bookings: {problems or 'none'}")
     ok = not problems and held_per_s >= 200 and p99_accepted <= 100
@@ -423,7 +491,7 @@ def main() -> int:
     secret = create_admin(env)
     try:
         with running_service(env) as service:
-            return asyncio.run(run(service.base, db_url, settings, args, secret))
+            return asyncio.run(run(service.base, service.proc.pid, db_url, settings, args, secret))
     finally:
         services.stop()
 

@@ -13,6 +13,7 @@ from app.reservations.schemas import (
     DriverRow,
     EndedRow,
     IdRow,
+    RequestContext,
     ReservationRow,
 )
 
@@ -23,6 +24,14 @@ async def connector(db: Executor, *, connector_id: uuid.UUID) -> ConnectorRow | 
 
 async def driver(db: Executor, *, driver_id: uuid.UUID) -> DriverRow | None:
     return await fetch_one(db, "reservations.driver", DriverRow, driver_id)
+
+
+async def request_context(
+    db: Executor, *, connector_id: uuid.UUID, driver_id: uuid.UUID
+) -> RequestContext | None:
+    return await fetch_one(
+        db, "reservations.request_context", RequestContext, connector_id, driver_id
+    )
 
 
 async def lock_driver(db: Executor, *, driver_id: uuid.UUID) -> None:
@@ -82,9 +91,11 @@ async def insert(
 
 
 async def confirm_hold(
-    db: Executor, *, reservation_id: uuid.UUID, now: datetime
+    db: Executor, *, reservation_id: uuid.UUID, charger_id: uuid.UUID, now: datetime
 ) -> ReservationRow | None:
-    return await fetch_one(db, "reservations.confirm_hold", ReservationRow, reservation_id, now)
+    return await fetch_one(
+        db, "reservations.confirm_hold", ReservationRow, reservation_id, charger_id, now
+    )
 
 
 async def delete_pending(db: Executor, *, reservation_id: uuid.UUID) -> int:

@@ -138,6 +138,33 @@ class ConnectorRow(msgspec.Struct, kw_only=True):
     site_timezone: str
 
 
+class RequestContext(msgspec.Struct, kw_only=True):
+    """The driver and (when it exists) the connector of a reservation request."""
+
+    id_tag: str
+    vehicle_battery_wh: int | None
+    vehicle_max_ac_w: int | None
+    vehicle_max_dc_w: int | None
+    connector_id: uuid.UUID | None
+    charger_id: uuid.UUID | None
+    site_id: uuid.UUID | None
+    connector_no: int | None
+    type: str | None
+    power_w: int | None
+    status: str | None
+    charge_point_id: str | None
+    connectivity: str | None
+    site_name: str | None
+    site_timezone: str | None
+
+    def connector(self) -> ConnectorRow | None:
+        if self.connector_id is None:
+            return None
+        return msgspec.convert(
+            {f: getattr(self, f) for f in ConnectorRow.__struct_fields__}, ConnectorRow
+        )
+
+
 class DriverRow(msgspec.Struct, kw_only=True):
     driver_id: uuid.UUID
     id_tag: str

@@ -47,7 +47,7 @@ from app.reservations import slots
 from app.reservations.schemas import (
     Checks,
     ConnectorRow,
-    DriverRow,
+    RequestContext,
     Reservation,
     ReservationPage,
     ReservationRequest,
@@ -171,17 +171,12 @@ async def create(
     except ConnectorUnavailable:
         await q.delete_pending(pool, reservation_id=row.reservation_id)  # nothing kept
         raise
-    async with pool.acquire() as conn, conn.transaction():
-        # Take the charger's guard only now (the charger answered): a settle() hiding it
-        # meanwhile either committed (we waited for it and see the state) or waits for
-        # this commit (its trigger then sees this reservation CONFIRMED and moves it).
-        confirmed = None
-        if await _still_shown(conn, connector.charger_id):
-            confirmed = await q.confirm_hold(conn, reservation_id=row.reservation_id, now=now)
-        if confirmed is not None:
-            await q.sync_connector_status(conn, connector_id=connector.connector_id, now=now)
-        else:
-            await q.delete_pending(conn, reservation_id=row.reservation_id)
+    # One statement (reservation_confirm_hold, migration 0008): the charger's guard, then
+    # its state — a settle() hiding it meanwhile either committed (the hold is deleted) or
+    # waits for this statement (its trigger then sees the hold CONFIRMED and moves it).
+    confirmed = await q.confirm_hold(
+        pool, reservation_id=row.reservation_id, charger_id=connector.charger_id, now=now
+    )
     if confirmed is None:
         _cancel_quietly(commands, connector.charge_point_id, row.ocpp_reservation_id, config)
         raise ConnectorUnavailable("the charger went offline")
@@ -190,24 +185,24 @@ async def create(
 
 async def _request(
     conn: asyncpg.Connection, driver_id: uuid.UUID, data: ReservationRequest, now: datetime
-) -> tuple[ConnectorRow, DriverRow, slots.Window]:
+) -> tuple[ConnectorRow, RequestContext, slots.Window]:
     """The connector, the driver and the window a request asks for (404/422 otherwise)."""
-    connector = await q.connector(conn, connector_id=data.connector_id)
+    context = await q.request_context(conn, connector_id=data.connector_id, driver_id=driver_id)
+    if context is None:
+        raise ReservationNotFound("the driver does not exist")
+    connector = context.connector()
     if connector is None:
         raise ConnectorNotFound(
             "no connector with this id",
             errors=[FieldError(field="connector_id", message="unknown connector")],
         )
-    driver = await q.driver(conn, driver_id=driver_id)
-    if driver is None:
-        raise ReservationNotFound("the driver does not exist")
     try:
         window = slots.window(
             now=now,
             start_at=data.start_at,
             duration_min=data.duration_min,
             vehicle=_vehicle(
-                driver.vehicle_battery_wh, driver.vehicle_max_ac_w, driver.vehicle_max_dc_w
+                context.vehicle_battery_wh, context.vehicle_max_ac_w, context.vehicle_max_dc_w
             ),
             connector_type=connector.type,
             connector_power_w=connector.power_w,
@@ -216,7 +211,7 @@ async def _request(
         raise ValidationFailed(
             f"{exc.field}: {exc.message}", errors=[FieldError(field=exc.field, message=exc.message)]
         ) from None
-    return connector, driver, window
+    return connector, context, window
 
 
 async def _still_shown(db: Executor, charger_id: uuid.UUID) -> bool:

@@ -97,6 +97,33 @@ CREATE TRIGGER connectors_reservation_status BEFORE UPDATE OF status ON connecto
     FOR EACH ROW WHEN (NEW.status IN ('AVAILABLE', 'RESERVED'))
     EXECUTE FUNCTION reservations_connector_status();
 
+-- A hold's charger accepted ReserveNow: confirm it in one statement, in autocommit. The
+-- guard (see reservations_charger_hidden) is taken first; each statement of a plpgsql
+-- function reads with a fresh snapshot, so the state read after the lock sees what a
+-- settle() we waited for committed. A hidden charger deletes the PENDING hold instead
+-- (no row returned); a confirmed hold shows RESERVED in search at once.
+CREATE FUNCTION reservation_confirm_hold(p_reservation uuid, p_charger uuid, p_at timestamptz)
+RETURNS SETOF reservations LANGUAGE plpgsql AS $$
+DECLARE
+    v_row reservations;
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(30324, hashtext(p_charger::text));
+    IF (SELECT state FROM charger_connectivity WHERE charger_id = p_charger)
+       NOT IN ('online', 'degraded') THEN
+        DELETE FROM reservations WHERE reservation_id = p_reservation AND status = 'PENDING';
+        RETURN;
+    END IF;
+    UPDATE reservations SET status = 'CONFIRMED', charger_reserved_at = p_at, updated_at = p_at
+     WHERE reservation_id = p_reservation AND status = 'PENDING'
+    RETURNING * INTO v_row;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    UPDATE connectors SET status = 'RESERVED', status_at = p_at, updated_at = now()
+     WHERE connector_id = v_row.connector_id AND status = 'AVAILABLE';
+    RETURN NEXT v_row;
+END $$;
+
 -- A charger hidden from search (offline or quarantined, decided by connectivity's
 -- settle()) with live reservations: the move job is written in the same transaction and
 -- announced at once (a worker LISTENs on vw_reservations; the outbox relay is the net).

@@ -14,6 +14,19 @@ SELECT k.connector_id, k.charger_id, k.site_id, k.connector_no, k.type, k.power_
 SELECT driver_id, id_tag, vehicle_battery_wh, vehicle_max_ac_w, vehicle_max_dc_w
   FROM drivers WHERE driver_id = $1;
 
+-- name: request_context
+-- The driver (idTag, vehicle) and the connector a request names, in one trip (connector columns null when it does not exist).
+SELECT d.id_tag, d.vehicle_battery_wh, d.vehicle_max_ac_w, d.vehicle_max_dc_w,
+       k.connector_id, k.charger_id, k.site_id, k.connector_no, k.type, k.power_w, k.status,
+       c.charge_point_id, h.state AS connectivity, s.name AS site_name,
+       s.timezone AS site_timezone
+  FROM drivers d
+  LEFT JOIN connectors k ON k.connector_id = $1
+  LEFT JOIN chargers c ON c.charger_id = k.charger_id
+  LEFT JOIN charger_connectivity h ON h.charger_id = k.charger_id
+  LEFT JOIN sites s ON s.site_id = k.site_id
+ WHERE d.driver_id = $2;
+
 -- name: lock_driver
 -- Serialise one driver's reservation changes until the transaction ends (the caps cannot race).
 SELECT pg_advisory_xact_lock(30322, hashtext($1::uuid::text));
@@ -47,10 +60,8 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
 RETURNING *;
 
 -- name: confirm_hold
--- The charger accepted ReserveNow: the PENDING hold becomes CONFIRMED.
-UPDATE reservations SET status = 'CONFIRMED', charger_reserved_at = $2, updated_at = $2
- WHERE reservation_id = $1 AND status = 'PENDING'
-RETURNING *;
+-- The charger accepted ReserveNow: CONFIRMED and RESERVED in search, unless its charger was hidden meanwhile (then deleted, no row).
+SELECT * FROM reservation_confirm_hold($1, $2, $3);
 
 -- name: delete_pending
 -- A hold the charger refused (or that could not be confirmed): nothing is kept.

@@ -24,7 +24,8 @@ from app.core import outbox
 from app.core.auth import Role
 from app.core.db import create_pool
 from app.core.settings import Settings
-from app.notifications.tasks import close_sender, send_sms
+from app.notifications import tasks as notification_tasks
+from app.notifications.tasks import close_sender
 from app.reservations import tasks as reservation_tasks
 from app.reservations.service import ReservationsConfig
 from app.sim import SimCharger, connect
@@ -197,7 +198,8 @@ def with_twilio(settings: Settings, twilio: TwilioStandIn) -> Settings:
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     """An arq worker in this process: the production reservation jobs, the SMS job, the
-    relay (every 5 s, as in workers/main.py) and the vw_reservations listener."""
+    relay (every 5 s, as in workers/main.py) and both listeners (vw_reservations, and the
+    notifications domain's own start-up, which sends new SMS at once)."""
 
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
@@ -205,15 +207,21 @@ async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
         ctx["ocpp_commands"] = CommandClient(settings.redis_url, settings.redis_namespace)
         ctx["reservations_config"] = TEST_CONFIG
         await reservation_tasks.start_listener(ctx)
+        await notification_tasks.start_listener(ctx)  # as workers/main.py: SMS sent at once
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         await reservation_tasks.stop_listener(ctx)
+        await notification_tasks.stop_listener(ctx)
         await close_sender(ctx)
         await ctx["ocpp_commands"].close()
         await ctx["pool"].close()
 
     worker = Worker(
-        functions=[outbox.relay_outbox, send_sms, *reservation_tasks.FUNCTIONS],
+        functions=[
+            outbox.relay_outbox,
+            notification_tasks.send_sms_job,
+            *reservation_tasks.FUNCTIONS,
+        ],
         cron_jobs=[
             cron(outbox.relay_outbox, second=set(range(0, 60, 5)), unique=True),
         ],

@@ -233,7 +233,7 @@ async def test_a_slot_that_begins_reserves_the_connector(fleet: Fleet) -> None:
     async with running_worker(fleet.srv.settings):
         sim = fleet.sims["CP-B"]
         # the relay hands the begin job to arq at its available_at (sweeps every 5 s)
-        await sim.wait_status(1, "Reserved", 10)
+        await sim.wait_status(1, "Reserved", 20)
         row = await _row(fleet, rid)
         assert row["began_at"] is not None
         assert await eventually(lambda: _reserved_at_charger(fleet, rid), within_s=5)
