@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from app.core.sql import Executor, execute, fetch_all, fetch_one, fetch_val
+from app.pricing.tariff import Tariff
 from app.sessions.schemas import (
     ActiveSession,
     BegunSession,
@@ -19,6 +20,7 @@ from app.sessions.schemas import (
     SessionRow,
     SocRow,
     StartConnector,
+    TariffVersionRow,
 )
 
 
@@ -259,3 +261,18 @@ async def recently_cancelled(
     db: Executor, *, charger_id: uuid.UUID, driver_id: uuid.UUID, since: datetime
 ) -> bool:
     return bool(await fetch_val(db, "sessions.recently_cancelled", charger_id, driver_id, since))
+
+
+async def tariff_in_force(db: Executor, *, connector_id: uuid.UUID, at: datetime) -> Tariff | None:
+    """The tariff version a session starting `at` on this connector locks."""
+    row = await fetch_one(db, "sessions.tariff_in_force", TariffVersionRow, connector_id, at)
+    if row is None:
+        return None
+    return Tariff(
+        tariff_id=str(row.tariff_id),
+        version=row.version,
+        currency=row.currency,
+        vat_percent=row.vat_percent,
+        elements=row.elements,
+        name=row.name,
+    )

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from app.payments.schemas import PaymentSummary
+from app.pricing.tariff import TariffElement
 from app.sessions.billing import Receipt
 
 SessionStatus = Literal["STARTING", "CHARGING", "SUSPENDED", "FINISHING", "COMPLETED", "FAILED"]
@@ -193,6 +194,15 @@ class ConnectorRef(msgspec.Struct, kw_only=True):
 
 class SessionRef(msgspec.Struct, kw_only=True):
     session_id: uuid.UUID
+
+
+class TariffVersionRow(msgspec.Struct, kw_only=True):
+    tariff_id: uuid.UUID
+    version: int
+    name: str
+    currency: str
+    vat_percent: str
+    elements: list[TariffElement]
 
 
 class ReadingRow(msgspec.Struct, kw_only=True):

@@ -269,7 +269,7 @@ async def start(
         tag = k.id_tag
         if tag is None:
             raise SessionNotFound("no such driver")
-        tariff = await pricing.tariff_for_session(conn, str(connector_id), now)
+        tariff = await queries.tariff_in_force(conn, connector_id=connector_id, at=now)
         if tariff is None:
             raise ConnectorUnavailable("no tariff applies to this connector now")
         try:  # (the error aborts this transaction, which then rolls back: no savepoint)
@@ -465,7 +465,7 @@ async def hold_at_charger(
             connector = None if first is None else (first.connector_id, first.connector_no)
         tariff = None
         if connector is not None:
-            tariff = await pricing.tariff_for_session(conn, str(connector[0]), now)
+            tariff = await queries.tariff_in_force(conn, connector_id=connector[0], at=now)
         if tariff is None:
             return "Blocked"
         tag = await queries.driver_tag(conn, driver_id=driver_id)

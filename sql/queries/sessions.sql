@@ -203,3 +203,16 @@ SELECT EXISTS (
     SELECT 1 FROM charging_sessions
      WHERE charger_id = $1 AND driver_id = $2 AND status = 'FAILED'
        AND failure_reason = 'cancelled' AND ended_at >= $3);
+
+-- name: tariff_in_force
+-- The current version of the tariff in force on a connector at $2, in one statement: charger-level beats site-level, per level the latest effective_from <= $2 (a later assignment wins a tie), as app.pricing.service.effective_at decides.
+SELECT v.tariff_id, v.version, v.name, v.currency, v.vat_percent, v.elements
+  FROM connectors k
+  CROSS JOIN LATERAL (
+      SELECT a.tariff_id FROM tariff_assignments a
+       WHERE (a.charger_id = k.charger_id OR a.site_id = k.site_id) AND a.effective_from <= $2
+       ORDER BY (a.charger_id IS NOT NULL) DESC, a.effective_from DESC, a.assignment_id DESC
+       LIMIT 1) x
+  JOIN tariffs t ON t.tariff_id = x.tariff_id
+  JOIN tariff_versions v ON v.tariff_id = t.tariff_id AND v.version = t.current_version
+ WHERE k.connector_id = $1;
