@@ -11,7 +11,7 @@ REQUIRE_KERNEL ?= 1
 export REQUIRE_KERNEL
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt openapi openapi-check bench bench-import bench-ocpp clean browser fuzz
+.PHONY: help run test lint fmt openapi openapi-check bench bench-import bench-ocpp bench-reservations clean browser fuzz
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ bench-import: $(STAMP) $(KERNEL) ## onboarding 10,000 chargers / 30,000 connecto
 
 bench-ocpp: $(STAMP) $(KERNEL) ## 10,000 simulated OCPP chargers on one API process, StatusNotification/MeterValues msg/s
 	$(BIN)/python bench/ocpp_load.py
+
+bench-reservations: $(STAMP) $(KERNEL) ## N drivers racing over M connectors through the real service: holds/s, p99, no double booking
+	$(BIN)/python bench/reservations.py $(BENCH_ARGS)
 
 fuzz: $(STAMP) $(KERNEL) ## schemathesis over openapi/openapi.json, every operation, >= 5,000 requests (bench/fuzz.py)
 	$(BIN)/python bench/fuzz.py $(FUZZ_ARGS)

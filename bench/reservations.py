@@ -370,7 +370,9 @@ async def race(
     async with aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=30)
     ) as http:
+        floor_cpu = tree_cpu_s(pids[0])
         floor = await health_floor(http, base, args.concurrency, 3)
+        floor_cpu = tree_cpu_s(pids[0]) - floor_cpu
         rng = random.Random(args.seed)
         stop_at = time.monotonic() + args.seconds
         cpu_before = (tree_cpu_s(pids[0]), tree_cpu_s(pids[1]), postgres_cpu_s(backends))
@@ -430,7 +432,8 @@ async def race(
         f"  CPU used             service {service_cpu:.1f} s, its PostgreSQL backends "
         f"{pg_cpu:.1f} s, simulated chargers {sims_cpu:.1f} s  → "
         f"{(service_cpu + pg_cpu) / max(1, requests) * 1000:.1f} ms of service + database CPU "
-        f"per request ({requests} requests)"
+        f"per request ({requests} requests); GET /health/live: "
+        f"{floor_cpu / max(1, len(floor)) * 1000:.2f} ms of service CPU per request"
     )
     print(f"  double bookings: {problems or 'none'}")
     ok = not problems and held_per_s >= 200 and p99_accepted <= 100
