@@ -11,15 +11,23 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from ocpp.routing import on
+from ocpp.routing import on as _ocpp_on
 from ocpp.v16 import ChargePoint, call_result
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from app.sim.charge_point import ocpp_timestamp
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def on(action: str) -> Callable[[_F], _F]:
+    """Typed wrapper of ``ocpp.routing.on`` (the library ships no type hints)."""
+    return cast(Callable[[_F], _F], _ocpp_on(action))
+
 
 PASSWORDS = {"CP-1": "cp-one-password-0001", "CP-2": "cp-two-password-0002"}
 
@@ -32,7 +40,7 @@ class Received:
     payload: dict[str, Any]
 
 
-class CentralSystemSide(ChargePoint):
+class CentralSystemSide(ChargePoint):  # type: ignore[misc]
     """One connected charger as the central system sees it."""
 
     def __init__(self, cp_id: str, ws: ServerConnection, cs: CentralSystem, n: int) -> None:
