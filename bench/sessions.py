@@ -47,6 +47,7 @@ import sys
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,64 @@ def bucket_quantile(
     return float("inf"), int(total)
 
 
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        kids = [p for p, parent in parents.items() if parent == pid]
+        out += kids
+        todo += kids
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (Linux /proc)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            continue
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Processes:
+    """The service's processes whose CPU a phase is charged with."""
+
+    api: list[int]
+    worker: list[int]
+    stripe: list[int]
+
+    @classmethod
+    def find(cls, service_pid: int, stripe_pid: int) -> Processes:
+        kids = _descendants(service_pid)
+        api = [p for p in kids if "granian" in _cmdline(p)]
+        worker = [p for p in kids if "arq" in _cmdline(p)]
+        return cls(api=api, worker=worker, stripe=[stripe_pid, *_descendants(stripe_pid)])
+
+    def sample(self) -> tuple[float, float, float]:
+        return cpu_seconds(self.api), cpu_seconds(self.worker), cpu_seconds(self.stripe)
+
+
 class Phase:
     def __init__(self, name: str) -> None:
         self.name = name
@@ -201,6 +260,8 @@ class Phase:
         self.arrival_vs_201: list[float] = []
         self.stripe: list[float] = []
         self.stages: dict[str, tuple[float, float, int]] = {}
+        self.cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)  # API, worker, localstripe
+        self.cycles = 0  # sessions started and stopped in the CPU window
 
 
 async def start_one(
@@ -300,6 +361,7 @@ async def stripe_alone(
 
 
 async def run(
+    procs: Processes,
     base: str,
     db_url: str,
     settings: Settings,
@@ -392,6 +454,7 @@ async def run(
         # --- 1 at a time
         one = Phase("1 concurrent")
         before = await stage_buckets(http)
+        cpu0 = procs.sample()
         answered: dict[str, float] = {}
         done = 0
         while done < args.sequential:
@@ -403,6 +466,9 @@ async def run(
             await stop_all(http, db_url, batch)
             done += len(batch) or 1
         one.arrival_vs_201 = [arrivals[t] - answered[t] for t in answered if t in arrivals]
+        cpu1 = procs.sample()
+        one.cpu = (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], cpu1[2] - cpu0[2])
+        one.cycles = len(one.post)
         after = await stage_buckets(http)
         one.stages = _stages(before, after)
         one.stripe = await stripe_alone(gateway, customers, 1, args.sequential)
@@ -411,6 +477,7 @@ async def run(
         # --- all at once
         many = Phase(f"{n} concurrent")
         before = await stage_buckets(http)
+        cpu0 = procs.sample()
         for _ in range(args.rounds):
             arrivals.clear()
             answered = {}
@@ -421,6 +488,9 @@ async def run(
             await stop_all(
                 http, db_url, [(drivers[i], s) for i, s in enumerate(sids) if s is not None]
             )
+        cpu1 = procs.sample()
+        many.cpu = (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], cpu1[2] - cpu0[2])
+        many.cycles = len(many.post)
         after = await stage_buckets(http)
         many.stages = _stages(before, after)
         for _ in range(args.rounds):
@@ -468,6 +538,12 @@ async def run(
             print(
                 f"    RemoteStart at the charger − 201 at the client: p50 {pct(arr, 0.5):6.1f} ms  "
                 f"p99 {pct(arr, 0.99):6.1f} ms  ({len(arr)})"
+            )
+        if ph.cycles:
+            api, worker, ls = (c / ph.cycles * 1000 for c in ph.cpu)
+            print(
+                f"    CPU per session (start, charge, stop, bill, capture): API workers "
+                f"{api:5.1f} ms, arq worker {worker:5.1f} ms, localstripe {ls:5.1f} ms"
             )
         rs_p99 = ph.stages.get("remote_start", (0, float("nan"), 0))[1]
         if ph.name != "1 concurrent":
@@ -549,7 +625,9 @@ def main() -> int:
     secret = create_admin(env)
     try:
         with running_service(env) as service:
-            return asyncio.run(run(service.base, db_url, settings, args, secret, stripe_env))
+            assert stripe.proc is not None
+            procs = Processes.find(service.proc.pid, stripe.proc.pid)
+            return asyncio.run(run(procs, service.base, db_url, settings, args, secret, stripe_env))
     finally:
         stripe.stop()
         services.stop()
