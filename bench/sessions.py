@@ -490,6 +490,9 @@ async def run(
             )
         cpu1 = procs.sample()
         many.cpu = (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], cpu1[2] - cpu0[2])
+        gone = [p for p in procs.api + procs.worker if not os.path.exists(f"/proc/{p}")]
+        if gone:
+            print(f"  !! service processes gone during the run: {gone}")
         many.cycles = len(many.post)
         after = await stage_buckets(http)
         many.stages = _stages(before, after)
