@@ -13,8 +13,8 @@ from app.core.auth import Role
 def _cmd_create_user(args: argparse.Namespace) -> int:
     import asyncpg
 
-    from app.admin import audit
     from app.admin.service import create_or_update_staff, otpauth_uri
+    from app.core import audit
     from app.core.db import init_connection
     from app.core.migrations import migrate
     from app.run import resolve_environment

@@ -25,6 +25,7 @@ from app.core import gcpolicy as gc_policy
 from app.core.auth import provide_driver, provide_staff
 from app.core.clock import provide_clock
 from app.core.db import RequestTransactions, create_pool, provide_db
+from app.core.deps import provide_public_limits
 from app.core.errors import EXCEPTION_HANDLERS
 from app.core.idempotency import IdempotencyMiddleware
 from app.core.limits import LimitedRequest, RequestLimitsMiddleware
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None, *, run_migrations: bool = True)
             "clock": Provide(provide_clock, sync_to_thread=False),
             "staff": Provide(provide_staff),
             "driver": Provide(provide_driver),
+            "public_limits": Provide(provide_public_limits, sync_to_thread=False),
         },
         middleware=MIDDLEWARE,
         request_class=LimitedRequest,

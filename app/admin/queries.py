@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
 
 import msgspec
 
@@ -66,34 +65,6 @@ async def record_login_failure(
 async def record_login_success(db: Executor, *, staff_id: uuid.UUID, step: int) -> bool:
     """False when this TOTP step (or a later one) was used already: a replay."""
     return await fetch_val(db, "admin.record_login_success", staff_id, step) is not None
-
-
-async def insert_audit(
-    db: Executor,
-    *,
-    actor_type: str,
-    actor_id: str | None,
-    actor_email: str | None,
-    action: str,
-    entity_type: str,
-    entity_id: str | None,
-    before: Any,
-    after: Any,
-    request_id: str | None,
-) -> None:
-    await fetch_val(
-        db,
-        "admin.insert_audit",
-        actor_type,
-        actor_id,
-        actor_email,
-        action,
-        entity_type,
-        entity_id,
-        before,
-        after,
-        request_id,
-    )
 
 
 async def list_audit(

@@ -22,7 +22,6 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from app.admin import audit
 from app.connectivity import alerts, queries
 from app.connectivity.dates import parse_optional_datetime
 from app.connectivity.push import USAGE_EVENT_TYPES, PushEvent
@@ -36,6 +35,7 @@ from app.connectivity.rules import (
     same_iccid,
 )
 from app.connectivity.schemas import PushAck, ReleaseResult
+from app.core import audit
 from app.core.auth import StaffPrincipal
 from app.core.db import Connection
 from app.core.errors import DomainError, NotFound

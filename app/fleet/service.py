@@ -14,7 +14,7 @@ from zoneinfo import available_timezones
 
 import msgspec
 
-from app.admin import audit
+from app.core import audit
 from app.core.auth import StaffPrincipal
 from app.core.db import Connection
 from app.core.errors import FieldError, ValidationFailed

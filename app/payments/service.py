@@ -834,7 +834,7 @@ async def refund_session(
     """Refund `amount_minor` of what a session paid (its holds' captures first, then the
     extra payment); all refunds together never exceed what was captured (409). The same
     `request_key` (the request's Idempotency-Key) makes the same refund, at Stripe too."""
-    from app.admin.audit import record  # the house helper may move to app.core.audit
+    from app.core.audit import record
 
     session = _uuid(session_id)
     done = [

@@ -15,8 +15,10 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from app.core.auth import Permission, requires, verified_driver
-from app.core.deps import ClockDep, Db, Staff
+from app.core.clientaddr import client_address
+from app.core.deps import ClockDep, Db, PublicLimits, Staff
 from app.core.errors import PROBLEM_JSON, Problem, RateLimited
+from app.core.ratelimit import TokenBuckets
 from app.core.settings import Settings
 from app.pricing import service
 from app.pricing.book import PriceBook
@@ -229,10 +231,9 @@ class AssignmentController(Controller):
 # ---- public, driver-facing --------------------------------------------------------------
 
 
-def _throttle(request: Request[Any, Any, State], state: State) -> None:
-    """Shares discovery's per-client token buckets."""
-    client = request.client.host if request.client else "unknown"
-    wait = state.discovery_limits.take(client)
+def _throttle(request: Request[Any, Any, State], limits: TokenBuckets) -> None:
+    """The public routes' per-client token buckets (shared with nearby search)."""
+    wait = limits.take(client_address(request))
     if wait:
         raise RateLimited(
             "too many discovery requests from this client", retry_after_s=int(wait) + 1
@@ -257,6 +258,7 @@ async def _vehicle(request: Request[Any, Any, State], state: State) -> service.V
 async def quote(
     request: Request[Any, Any, State],
     state: State,
+    public_limits: PublicLimits,
     site_id: FromPath[str],
     connector_id: Annotated[str, QueryParameter(min_length=1, max_length=64)],
     start_at: FromQuery[datetime | None] = None,
@@ -268,7 +270,7 @@ async def quote(
     20 → 80 % of the battery. Line amounts exclude VAT and are rounded half-up each;
     `vat_minor` = half-up(sum of lines × vat_percent / 100). 404 `no_tariff` when no
     tariff applies at `start_at` (default: now)."""
-    _throttle(request, state)
+    _throttle(request, public_limits)
     book: PriceBook = state.prices
     return await service.quote(
         state.pool,
@@ -293,6 +295,7 @@ async def quote(
 async def cheapest_start(
     request: Request[Any, Any, State],
     state: State,
+    public_limits: PublicLimits,
     site_id: FromPath[str],
     connector_id: Annotated[str, QueryParameter(min_length=1, max_length=64)],
     energy_kwh: Annotated[float | None, QueryParameter(gt=0, le=1000)] = None,
@@ -302,7 +305,7 @@ async def cheapest_start(
     start priced with the tariff in force then; `saving_minor_vs_now` against starting
     now. A signed-in driver's vehicle caps the power and, without `energy_kwh`, sets the
     energy to 20 → 80 % of its battery."""
-    _throttle(request, state)
+    _throttle(request, public_limits)
     book: PriceBook = state.prices
     return await service.cheapest_start(
         state.pool,

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import msgspec
 
-from app.admin import audit
+from app.core import audit
 from app.core.auth import StaffPrincipal
 from app.core.db import Connection
 from app.core.errors import DomainError, FieldError, NotFound, ValidationFailed

@@ -32,13 +32,6 @@ UPDATE staff_users SET failed_logins = 0, locked_until = NULL, totp_last_step = 
 WHERE staff_id = $1 AND totp_last_step < $2
 RETURNING staff_id;
 
--- name: insert_audit
--- Append one entry to the audit log.
-INSERT INTO audit_log (actor_type, actor_id, actor_email, action, entity_type, entity_id,
-                       before, after, request_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-RETURNING audit_id, at;
-
 -- name: list_audit
 -- Audit entries newest first, keyset-paginated by (at, audit_id), optional entity filter.
 SELECT audit_id, at, actor_type, actor_id, actor_email, action, entity_type, entity_id,

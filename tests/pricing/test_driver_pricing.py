@@ -419,3 +419,28 @@ async def test_quote_where_no_tariff_applies(client: Client, world: World, db: A
         f"/v1/sites/{'0' * 32}/quote", params={"connector_id": other, "energy_kwh": 5}
     )
     assert r.json()["code"] == "site_not_found"
+
+
+async def test_quotes_and_nearby_search_share_one_budget_per_client(settings: Settings) -> None:
+    """The public routes draw on one set of token buckets (a core dependency), so a client
+    cannot get a second budget by switching from search to quotes."""
+    from app.main import create_app
+
+    strict = msgspec.structs.replace(settings, discovery_rate_per_s=0.01, discovery_burst=3.0)
+    nowhere = "00000000-0000-4000-8000-000000000000"
+    async with AsyncTestClient(app=create_app(strict, run_migrations=False)) as c:
+        searched = [
+            (await c.get("/v1/chargers/nearby", params={"lat": 1, "lon": 1})).status_code
+            for _ in range(2)
+        ]
+        quoted = await c.get(
+            f"/v1/sites/{nowhere}/quote", params={"connector_id": nowhere, "energy_kwh": 10}
+        )
+        refused = await c.get(
+            f"/v1/sites/{nowhere}/quote", params={"connector_id": nowhere, "energy_kwh": 10}
+        )
+    assert searched == [200, 200]
+    assert quoted.status_code == 404  # the third token: answered (no such site)
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "rate_limited"
+    assert int(refused.headers["retry-after"]) >= 1
