@@ -475,6 +475,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64, help="HTTP requests in flight")
     parser.add_argument("--hold-ms", type=float, default=50, help="how long a won hold is kept")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--load-nice", type=int, default=10, help="niceness of the load side")
     args = parser.parse_args()
 
     services = Services(ROOT / ".data")
@@ -494,6 +495,10 @@ def main() -> int:
     secret = create_admin(env)
     try:
         with running_service(env) as service:
+            # The load (this client and the simulated chargers, started below) yields to
+            # the service on these 2 shared cores, as in the other benches.
+            if args.load_nice:
+                os.nice(args.load_nice)
             return asyncio.run(run(service.base, service.proc.pid, db_url, settings, args, secret))
     finally:
         services.stop()

@@ -8,6 +8,7 @@ from datetime import datetime
 from app.core.sql import Executor, execute, fetch_all, fetch_one, fetch_val
 from app.reservations.schemas import (
     ActivatedRow,
+    BeganHold,
     Checks,
     ConnectorRow,
     DriverRow,
@@ -87,6 +88,32 @@ async def insert(
         now,
     )
     assert row is not None  # INSERT … RETURNING
+    return row
+
+
+async def begin_hold(
+    db: Executor,
+    *,
+    driver_id: uuid.UUID,
+    connector: ConnectorRow,
+    start_at: datetime,
+    expires_at: datetime,
+    now: datetime,
+) -> BeganHold:
+    row = await fetch_one(
+        db,
+        "reservations.begin_hold",
+        BeganHold,
+        driver_id,
+        connector.connector_id,
+        connector.charger_id,
+        connector.site_id,
+        connector.connector_no,
+        start_at,
+        expires_at,
+        now,
+    )
+    assert row is not None  # the function always answers one row
     return row
 
 

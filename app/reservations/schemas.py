@@ -196,3 +196,11 @@ class ActivatedRow(msgspec.Struct, kw_only=True):
 
 class IdRow(msgspec.Struct, kw_only=True):
     reservation_id: uuid.UUID
+
+
+class BeganHold(msgspec.Struct, kw_only=True):
+    """What `reservation_begin_hold` answers: 'ok' and the new ids, or the rule that refused."""
+
+    verdict: str
+    reservation_id: uuid.UUID | None
+    ocpp_reservation_id: int | None

@@ -125,62 +125,122 @@ async def create(
     """A hold from now (the charger must accept ReserveNow) or a future slot (ReserveNow
     when it begins).
 
-    A hold takes three short transactions on the pool instead of the request's one, so
+    A hold is three short steps on the pool instead of the request's one transaction, so
     that no connection is held while the charger answers (that wait, not the SQL, is what
-    bounds how many holds a pool serves per second): (1) checks and a PENDING row — the
-    constraints count it, so a competing request is refused at once; (2) ReserveNow with
-    no connection held; (3) CONFIRMED, or the row deleted when the charger refused, did
-    not answer or went offline meanwhile. A PENDING row is never shown by the API or in
-    search; one left by a process that died in between is swept (`expire`)."""
+    bounds how many holds a pool serves per second): (1) the checks and a PENDING row in
+    one statement (`reservation_begin_hold`) — the constraints count it, so a competing
+    request is refused at once; (2) ReserveNow with no connection held; (3) CONFIRMED in
+    one statement (`reservation_confirm_hold`), or the row deleted when the charger
+    refused, did not answer or went offline meanwhile. A PENDING row is never shown by the
+    API or in search; one left by a process that died in between is swept (`expire`)."""
     driver_uuid = uuid.UUID(driver_id)
+    if data.start_at is not None:
+        return await _book_slot(pool, driver_uuid, data, now)
+    async with pool.acquire() as conn:
+        connector, context, window = await _request(conn, driver_uuid, data, now)
+        _check_connector(connector, hold=True)
+        began = await _begin_hold(conn, driver_uuid, connector, window, now)
+    try:
+        await _reserve_at_charger(
+            commands,
+            connector,
+            ocpp_reservation_id=began.ocpp_reservation_id,
+            expires_at=window.expires_at,
+            id_tag=context.id_tag,
+            config=config,
+        )
+    except ConnectorUnavailable:
+        await q.delete_pending(pool, reservation_id=began.reservation_id)  # nothing kept
+        raise
+    # The charger's guard, then its state, in one statement: a settle() hiding it
+    # meanwhile either committed (the hold is deleted) or waits for this statement (its
+    # trigger then sees the hold CONFIRMED and moves it).
+    confirmed = await q.confirm_hold(
+        pool, reservation_id=began.reservation_id, charger_id=connector.charger_id, now=now
+    )
+    if confirmed is None:
+        _cancel_quietly(commands, connector.charge_point_id, began.ocpp_reservation_id, config)
+        raise ConnectorUnavailable("the charger went offline")
+    return confirmed.public()
+
+
+class _Began(msgspec.Struct, frozen=True):
+    reservation_id: uuid.UUID
+    ocpp_reservation_id: int
+
+
+async def _begin_hold(
+    conn: asyncpg.Connection,
+    driver_id: uuid.UUID,
+    connector: ConnectorRow,
+    window: slots.Window,
+    now: datetime,
+) -> _Began:
+    try:
+        began = await q.begin_hold(
+            conn,
+            driver_id=driver_id,
+            connector=connector,
+            start_at=window.start_at,
+            expires_at=window.expires_at,
+            now=now,
+        )
+    except asyncpg.ExclusionViolationError as exc:
+        raise constraint_error(exc) from None
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name == "reservations_one_live_hold":
+            raise ReservationLimit("you already hold a connector") from None
+        raise
+    if began.verdict == "driver_holding":
+        raise ReservationLimit("you already hold a connector; cancel that reservation first")
+    if began.verdict == "driver_overlap":
+        raise ReservationLimit("you have another reservation at that time")
+    if began.verdict == "connector_overlap":
+        raise ConnectorUnavailable("the connector is reserved for that time")
+    if began.verdict == "connector_pending":
+        raise ConnectorUnavailable("another driver is reserving this connector right now")
+    assert began.verdict == "ok"
+    assert began.reservation_id is not None
+    assert began.ocpp_reservation_id is not None
+    return _Began(began.reservation_id, began.ocpp_reservation_id)
+
+
+async def _book_slot(
+    pool: asyncpg.Pool, driver_id: uuid.UUID, data: ReservationRequest, now: datetime
+) -> Reservation:
+    """A future slot: checked and inserted CONFIRMED in one transaction with its begin job
+    (the charger hears of it when it begins)."""
     async with pool.acquire() as conn, conn.transaction():
-        connector, driver, window = await _request(conn, driver_uuid, data, now)
-        await q.lock_driver(conn, driver_id=driver_uuid)
+        connector, _, window = await _request(conn, driver_id, data, now)
+        _check_connector(connector, hold=False)
+        await q.lock_driver(conn, driver_id=driver_id)
         checks = await q.checks(
             conn,
-            driver_id=driver_uuid,
+            driver_id=driver_id,
             now=now,
             start_at=window.start_at,
             expires_at=window.expires_at,
             connector_id=connector.connector_id,
         )
         _check_driver(checks, window)
-        _check_connector(connector, hold=window.hold)
         if checks.connector_overlap:
             raise ConnectorUnavailable("the connector is reserved for that time")
         if checks.connector_pending:
             raise ConnectorUnavailable("another driver is reserving this connector right now")
         row = await _insert(
             conn,
-            driver_id=driver_uuid,
+            driver_id=driver_id,
             connector=connector,
-            kind="hold" if window.hold else "slot",
-            status="PENDING" if window.hold else "CONFIRMED",
+            kind="slot",
+            status="CONFIRMED",
             start_at=window.start_at,
             expires_at=window.expires_at,
-            began=window.hold,
+            began=False,
             moved_from=None,
             now=now,
         )
-        if not window.hold:
-            await _enqueue_begin(conn, row)
-            return row.public()
-
-    try:
-        await _reserve_at_charger(commands, connector, row, driver.id_tag, config)
-    except ConnectorUnavailable:
-        await q.delete_pending(pool, reservation_id=row.reservation_id)  # nothing kept
-        raise
-    # One statement (reservation_confirm_hold, migration 0008): the charger's guard, then
-    # its state — a settle() hiding it meanwhile either committed (the hold is deleted) or
-    # waits for this statement (its trigger then sees the hold CONFIRMED and moves it).
-    confirmed = await q.confirm_hold(
-        pool, reservation_id=row.reservation_id, charger_id=connector.charger_id, now=now
-    )
-    if confirmed is None:
-        _cancel_quietly(commands, connector.charge_point_id, row.ocpp_reservation_id, config)
-        raise ConnectorUnavailable("the charger went offline")
-    return confirmed.public()
+        await _enqueue_begin(conn, row)
+    return row.public()
 
 
 async def _request(
@@ -294,7 +354,9 @@ def constraint_error(exc: asyncpg.ExclusionViolationError) -> DomainError:
 async def _reserve_at_charger(
     commands: CommandClient,
     connector: ConnectorRow,
-    row: ReservationRow,
+    *,
+    ocpp_reservation_id: int,
+    expires_at: datetime,
     id_tag: str,
     config: ReservationsConfig,
 ) -> None:
@@ -303,19 +365,36 @@ async def _reserve_at_charger(
         result = await commands.reserve_now(
             connector.charge_point_id,
             connector_id=connector.connector_no,
-            expiry=row.expires_at,
+            expiry=expires_at,
             id_tag=id_tag,
-            reservation_id=row.ocpp_reservation_id,
+            reservation_id=ocpp_reservation_id,
             timeout_s=config.charger_timeout_s,
         )
     except CommandError as exc:
         if exc.code == "Timeout":  # it may still accept late: take it back
-            _cancel_quietly(commands, connector.charge_point_id, row.ocpp_reservation_id, config)
+            _cancel_quietly(commands, connector.charge_point_id, ocpp_reservation_id, config)
         raise ConnectorUnavailable(
             f"the charger did not confirm the reservation ({exc.code})"
         ) from None
     if result.status != "Accepted":
         raise ConnectorUnavailable(f"the charger answered {result.status}")
+
+
+async def _reserve_row(
+    commands: CommandClient,
+    connector: ConnectorRow,
+    row: ReservationRow,
+    id_tag: str,
+    config: ReservationsConfig,
+) -> None:
+    await _reserve_at_charger(
+        commands,
+        connector,
+        ocpp_reservation_id=row.ocpp_reservation_id,
+        expires_at=row.expires_at,
+        id_tag=id_tag,
+        config=config,
+    )
 
 
 _background: set[asyncio.Task[None]] = set()
@@ -592,7 +671,7 @@ async def begin_slot(
     if connector is None or driver is None:
         return "over"
     try:
-        await _reserve_at_charger(commands, connector, row, driver.id_tag, config)
+        await _reserve_row(commands, connector, row, driver.id_tag, config)
     except ConnectorUnavailable as exc:
         log.info("slot %s: %s; asking again", reservation_id, exc.detail)
         if now + SLOT_RETRY < row.expires_at:
@@ -629,7 +708,7 @@ async def resync_charger(
         if connector is None or driver is None:
             continue
         try:
-            await _reserve_at_charger(commands, connector, row, driver.id_tag, config)
+            await _reserve_row(commands, connector, row, driver.id_tag, config)
         except ConnectorUnavailable as exc:
             log.info("resync of reservation %s: %s", row.ocpp_reservation_id, exc.detail)
             continue
@@ -775,7 +854,7 @@ async def _try_twin(
                 now=now,
             )
             if holding:
-                await _reserve_at_charger(commands, twin, new, id_tag, config)
+                await _reserve_row(commands, twin, new, id_tag, config)
                 accepted = True
                 await q.mark_charger_reserved(conn, reservation_id=new.reservation_id, now=now)
                 if not await _still_shown(conn, twin.charger_id):

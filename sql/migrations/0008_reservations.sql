@@ -97,6 +97,51 @@ CREATE TRIGGER connectors_reservation_status BEFORE UPDATE OF status ON connecto
     FOR EACH ROW WHEN (NEW.status IN ('AVAILABLE', 'RESERVED'))
     EXECUTE FUNCTION reservations_connector_status();
 
+-- A hold from now, checked and inserted PENDING in one statement (the hot path: one round
+-- trip instead of a transaction of four). The driver's advisory lock is taken first and
+-- held to the end of this statement's transaction; each later statement of the function
+-- reads with a fresh snapshot, so it sees what a concurrent request of the same driver
+-- committed. The verdict names the first rule that refuses ('ok' = inserted); the
+-- exclusion constraints still refuse whatever a concurrent request slipped in.
+CREATE FUNCTION reservation_begin_hold(
+    p_driver uuid, p_connector uuid, p_charger uuid, p_site uuid, p_connector_no integer,
+    p_start timestamptz, p_end timestamptz, p_now timestamptz,
+    OUT verdict text, OUT reservation_id uuid, OUT ocpp_reservation_id integer
+) LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(30322, hashtext(p_driver::text));
+    IF EXISTS (SELECT 1 FROM reservations r
+                WHERE r.driver_id = p_driver
+                  AND (r.status IN ('PENDING', 'ACTIVE')
+                       OR (r.status = 'CONFIRMED' AND r.began_at IS NOT NULL
+                           AND r.expires_at > p_now))) THEN
+        verdict := 'driver_holding';
+    ELSIF EXISTS (SELECT 1 FROM reservations r
+                   WHERE r.driver_id = p_driver AND r.status IN ('PENDING', 'CONFIRMED', 'ACTIVE')
+                     AND tstzrange(r.start_at, r.expires_at, '[)')
+                         && tstzrange(p_start, p_end, '[)')) THEN
+        verdict := 'driver_overlap';
+    ELSIF EXISTS (SELECT 1 FROM reservations r
+                   WHERE r.connector_id = p_connector AND r.status IN ('CONFIRMED', 'ACTIVE')
+                     AND tstzrange(r.start_at, r.expires_at, '[)')
+                         && tstzrange(p_start, p_end, '[)')) THEN
+        verdict := 'connector_overlap';
+    ELSIF EXISTS (SELECT 1 FROM reservations r
+                   WHERE r.connector_id = p_connector AND r.status = 'PENDING'
+                     AND tstzrange(r.start_at, r.expires_at, '[)')
+                         && tstzrange(p_start, p_end, '[)')) THEN
+        verdict := 'connector_pending';
+    ELSE
+        INSERT INTO reservations AS r (driver_id, connector_id, charger_id, site_id,
+                                       connector_no, kind, status, start_at, expires_at,
+                                       began_at, created_at, updated_at)
+        VALUES (p_driver, p_connector, p_charger, p_site, p_connector_no, 'hold', 'PENDING',
+                p_start, p_end, p_now, p_now, p_now)
+        RETURNING r.reservation_id, r.ocpp_reservation_id INTO reservation_id, ocpp_reservation_id;
+        verdict := 'ok';
+    END IF;
+END $$;
+
 -- A hold's charger accepted ReserveNow: confirm it in one statement, in autocommit. The
 -- guard (see reservations_charger_hidden) is taken first; each statement of a plpgsql
 -- function reads with a fresh snapshot, so the state read after the lock sees what a

@@ -59,6 +59,11 @@ INSERT INTO reservations (driver_id, connector_id, charger_id, site_id, connecto
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
 RETURNING *;
 
+-- name: begin_hold
+-- A hold from now: the driver's lock, the checks and the PENDING row in one statement (verdict 'ok', else the rule that refused).
+SELECT verdict, reservation_id, ocpp_reservation_id
+  FROM reservation_begin_hold($1, $2, $3, $4, $5, $6, $7, $8);
+
 -- name: confirm_hold
 -- The charger accepted ReserveNow: CONFIRMED and RESERVED in search, unless its charger was hidden meanwhile (then deleted, no row).
 SELECT * FROM reservation_confirm_hold($1, $2, $3);
