@@ -15,7 +15,8 @@ It reports, per phase:
 - per request, from the answer's `Server-Timing` header, the hold (Stripe + our payments
   rows) and "ours" = the client's latency minus that hold;
 - our own stages from the service's `session_start_seconds` histogram (`/metrics`, both
-  workers): `reserve` (checks, tariff lock, STARTING row), `hold` (the Stripe PaymentIntent
+  workers), and `request` = the whole POST inside the service (the request middleware's
+  histogram, coarse buckets): `reserve` (checks, tariff lock, STARTING row), `hold` (the Stripe PaymentIntent
   confirmed and recorded — localstripe's time plus our payments bookkeeping), and
   `remote_start` = hold confirmed → the charger's answer to RemoteStartTransaction (an upper
   bound of "at the charger"; TARGETS.md: ≤ 100 ms p99). Histogram quantiles are the upper
@@ -82,7 +83,7 @@ TARIFF = {
         }
     ],
 }
-STAGES = ("reserve", "hold", "remote_start")
+STAGES = ("request", "reserve", "hold", "remote_start")
 
 
 def fleet(chargers: int) -> dict[str, Any]:
@@ -157,7 +158,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-_BUCKET = re.compile(r"^session_start_seconds_bucket\{(?P<labels>[^}]*)\}\s+(?P<v>[0-9.e+-]+)$")
+_BUCKET = re.compile(
+    r"^(?P<name>session_start_seconds|http_request_duration_seconds)_bucket"
+    r"\{(?P<labels>[^}]*)\}\s+(?P<v>[0-9.e+-]+)$"
+)
 
 
 async def stage_buckets(http: httpx.AsyncClient) -> dict[str, dict[float, float]]:
@@ -169,7 +173,13 @@ async def stage_buckets(http: httpx.AsyncClient) -> dict[str, dict[float, float]
         if not m:
             continue
         labels = dict(kv.split("=", 1) for kv in m["labels"].split(","))
-        stage = labels["stage"].strip('"')
+        if m["name"] == "http_request_duration_seconds":
+            route, method = labels.get("route", ""), labels.get("method", "")
+            if route.strip('"') != "/v1/sessions" or method.strip('"') != "POST":
+                continue
+            stage = "request"
+        else:
+            stage = labels["stage"].strip('"')
         le = labels["le"].strip('"')
         out[stage][float("inf") if le == "+Inf" else float(le)] = float(m["v"])
     return out
@@ -490,7 +500,7 @@ async def run(
             )
         cpu1 = procs.sample()
         many.cpu = (cpu1[0] - cpu0[0], cpu1[1] - cpu0[1], cpu1[2] - cpu0[2])
-        gone = [p for p in procs.api + procs.worker if not os.path.exists(f"/proc/{p}")]
+        gone = [p for p in procs.api + procs.worker if cpu_seconds([p]) == 0.0]
         if gone:
             print(f"  !! service processes gone during the run: {gone}")
         many.cycles = len(many.post)
