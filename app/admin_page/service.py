@@ -10,7 +10,7 @@ from app.admin_page.schemas import PreviewIn, PreviewOut, PreviewSample, Preview
 from app.core.db import Connection
 from app.core.errors import FieldError, ValidationFailed
 from app.pricing import engine, service
-from app.pricing.schemas import QuoteLine, TimelineBand
+from app.pricing.schemas import TimelineBand, quote_lines
 from app.pricing.tariff import Tariff
 
 MAX_SAMPLE_H = 48
@@ -55,18 +55,7 @@ def _quote(t: Tariff, tz: ZoneInfo, sample: PreviewSample) -> SampleQuote:
         subtotal_minor=bill.subtotal_minor,
         vat_minor=bill.vat_minor,
         vat_percent=bill.vat_percent,
-        lines=[
-            QuoteLine(
-                component=line.component,
-                band_from=line.band_from,
-                band_to=line.band_to,
-                quantity=float(line.quantity),
-                unit=line.unit,
-                unit_price=line.unit_price,
-                amount_minor=line.amount_minor,
-            )
-            for line in bill.lines
-        ],
+        lines=quote_lines(bill),
         start_at=start,
         end_at=start + timedelta(hours=sample.energy_kwh / sample.power_kw),
         energy_kwh=sample.energy_kwh,

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from app.pricing.engine import Bill
 from app.pricing.tariff import ComponentType, TariffElement
 
 VatPercentIn = Annotated[
@@ -114,6 +115,22 @@ class QuoteLine(msgspec.Struct, frozen=True, kw_only=True):
     unit: Literal["kWh", "h", "session"]
     unit_price: str
     amount_minor: int
+
+
+def quote_lines(bill: Bill) -> list[QuoteLine]:
+    """The engine's bill lines as the API shows them (quotes, previews, receipts)."""
+    return [
+        QuoteLine(
+            component=line.component,
+            band_from=line.band_from,
+            band_to=line.band_to,
+            quantity=float(line.quantity),
+            unit=line.unit,
+            unit_price=line.unit_price,
+            amount_minor=line.amount_minor,
+        )
+        for line in bill.lines
+    ]
 
 
 class Quote(msgspec.Struct, frozen=True, kw_only=True):

@@ -28,13 +28,13 @@ from app.pricing.schemas import (
     AssignmentPage,
     CheapestStartOut,
     Quote,
-    QuoteLine,
     TariffIn,
     TariffOut,
     TariffPage,
     TariffRef,
     Timeline,
     TimelineBand,
+    quote_lines,
 )
 from app.pricing.tariff import Tariff, validate_tariff
 
@@ -552,18 +552,7 @@ async def quote(
     return Quote(
         currency=bill.currency,
         total_minor=bill.total_minor,
-        lines=[
-            QuoteLine(
-                component=line.component,
-                band_from=line.band_from,
-                band_to=line.band_to,
-                quantity=float(line.quantity),
-                unit=line.unit,
-                unit_price=line.unit_price,
-                amount_minor=line.amount_minor,
-            )
-            for line in bill.lines
-        ],
+        lines=quote_lines(bill),
         vat_minor=bill.vat_minor,
         subtotal_minor=bill.subtotal_minor,
         vat_percent=bill.vat_percent,

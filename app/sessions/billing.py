@@ -28,7 +28,7 @@ import msgspec
 
 from app.pricing import engine
 from app.pricing.engine import Bill, CompiledTariff, MeterSample
-from app.pricing.schemas import QuoteLine
+from app.pricing.schemas import QuoteLine, quote_lines
 from app.pricing.tariff import Tariff
 
 HOLD_LOW_PERCENT = 90
@@ -141,18 +141,7 @@ def receipt(bill: Bill, *, energy_wh: int, payments: Sequence[ReceiptPayment] = 
         vat_minor=bill.vat_minor,
         subtotal_minor=bill.subtotal_minor,
         currency=bill.currency,
-        lines=[
-            QuoteLine(
-                component=line.component,
-                band_from=line.band_from,
-                band_to=line.band_to,
-                quantity=float(line.quantity),
-                unit=line.unit,
-                unit_price=line.unit_price,
-                amount_minor=line.amount_minor,
-            )
-            for line in bill.lines
-        ],
+        lines=quote_lines(bill),
         vat_percent=bill.vat_percent,
         tariff_id=bill.tariff_id,
         tariff_version=bill.tariff_version,
