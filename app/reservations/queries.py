@@ -9,6 +9,7 @@ from app.core.sql import Executor, execute, fetch_all, fetch_one, fetch_val
 from app.reservations.schemas import (
     ActivatedRow,
     BeganHold,
+    CancelledRow,
     Checks,
     ConnectorRow,
     DriverRow,
@@ -141,14 +142,6 @@ async def get_for_driver(
     )
 
 
-async def lock_for_driver(
-    db: Executor, *, reservation_id: uuid.UUID, driver_id: uuid.UUID
-) -> ReservationRow | None:
-    return await fetch_one(
-        db, "reservations.lock_for_driver", ReservationRow, reservation_id, driver_id
-    )
-
-
 async def lock(db: Executor, *, reservation_id: uuid.UUID) -> ReservationRow | None:
     return await fetch_one(db, "reservations.lock", ReservationRow, reservation_id)
 
@@ -189,6 +182,16 @@ async def end_reservation(
         now,
         released,
     )
+
+
+async def cancel(
+    db: Executor, *, reservation_id: uuid.UUID, driver_id: uuid.UUID, now: datetime
+) -> CancelledRow | None:
+    return await fetch_one(db, "reservations.cancel", CancelledRow, reservation_id, driver_id, now)
+
+
+async def release_done(db: Executor, *, reservation_id: uuid.UUID, now: datetime) -> None:
+    await execute(db, "reservations.release_done", reservation_id, now)
 
 
 async def set_moved_to(db: Executor, *, reservation_id: uuid.UUID, moved_to: uuid.UUID) -> None:

@@ -127,24 +127,24 @@ class ReservationController(Controller):
         },
     )
     async def cancel(
-        self, driver: Driver, db: Db, reservation_id: FromPath[str], state: State, clock: ClockDep
+        self, driver: Driver, reservation_id: FromPath[str], state: State, clock: ClockDep
     ) -> Response[Reservation]:
         """The reservation becomes CANCELLED (the connector is free in search at once) and
         the charger receives CancelReservation. Cancelling again answers the same."""
-        reservation, job = await service.cancel(
-            db, driver_id=driver.driver_id, reservation_id=reservation_id, now=clock.now()
+        now = clock.now()
+        # one statement on the pool (service.cancel): no request transaction needed
+        reservation, release = await service.cancel(
+            state.pool, driver_id=driver.driver_id, reservation_id=reservation_id, now=now
         )
         background = None
-        if job is not None:  # runs after the response, i.e. after the commit
+        if release is not None:  # runs after the response, i.e. after the commit
             commands: CommandClient = state.ocpp_commands
             background = BackgroundTask(
                 service.release_after_commit,
                 state.pool,
                 commands,
-                state.redis,
-                state.settings,
-                job,
-                now=clock.now(),
+                release,
+                now=now,
                 config=_config(state),
             )
         return Response(reservation, status_code=200, background=background)

@@ -204,3 +204,9 @@ class BeganHold(msgspec.Struct, kw_only=True):
     verdict: str
     reservation_id: uuid.UUID | None
     ocpp_reservation_id: int | None
+
+
+class CancelledRow(ReservationRow, kw_only=True):
+    """A reservation after the driver's cancel, with its charger's OCPP identity."""
+
+    charge_point_id: str

@@ -34,13 +34,11 @@ from typing import Any, Final
 
 import asyncpg
 import msgspec
-from redis.asyncio import Redis
 
 from app.chargers.commands import CommandClient, CommandError
 from app.core import outbox
 from app.core.errors import DomainError, FieldError, NotFound, ValidationFailed
 from app.core.pagination import CursorTime, decode_cursor, encode_cursor
-from app.core.settings import Settings
 from app.core.sql import Executor
 from app.reservations import queries as q
 from app.reservations import slots
@@ -100,14 +98,6 @@ class ReservationNotFound(NotFound):
 
 class NotCancellable(DomainError):
     status, code, title = 409, "reservation_not_cancellable", "The reservation is over"
-
-
-class QueuedJob(msgspec.Struct, frozen=True):
-    """An outbox row to hand to arq right after the commit (`outbox.enqueue_now`)."""
-
-    outbox_id: int
-    job: str
-    args: dict[str, Any]
 
 
 # ------------------------------------------------------------------------- create
@@ -470,64 +460,57 @@ def _parse_id(reservation_id: str) -> uuid.UUID:
 # -------------------------------------------------------------------------- cancel
 
 
+class Release(msgspec.Struct, frozen=True):
+    """CancelReservation owed to a charger after a cancel (sent right after the commit)."""
+
+    reservation_id: uuid.UUID
+    charge_point_id: str
+    ocpp_reservation_id: int
+
+
 async def cancel(
-    db: Executor, *, driver_id: str, reservation_id: str, now: datetime
-) -> tuple[Reservation, QueuedJob | None]:
-    """The driver cancels: CANCELLED at once (the connector is free in search), and a job
-    sends CancelReservation to the charger. Cancelling twice answers the same."""
+    pool: asyncpg.Pool, *, driver_id: str, reservation_id: str, now: datetime
+) -> tuple[Reservation, Release | None]:
+    """The driver cancels: CANCELLED at once (the connector is free in search) in one
+    statement (`reservation_cancel`, migration 0008), with an outbox row for
+    CancelReservation that the caller settles itself right after (`release_after_commit`).
+    Cancelling twice answers the same."""
     rid = _parse_id(reservation_id)
-    row = await q.lock_for_driver(db, reservation_id=rid, driver_id=uuid.UUID(driver_id))
+    row = await q.cancel(pool, reservation_id=rid, driver_id=uuid.UUID(driver_id), now=now)
     if row is None:
         raise ReservationNotFound("no such reservation")
-    if row.status == ReservationStatus.CANCELLED:
-        return row.public(), None
-    if row.status != ReservationStatus.CONFIRMED:
+    if row.status != ReservationStatus.CANCELLED:
         raise NotCancellable(f"the reservation is {row.status}")
-    ended = await q.end_reservation(
-        db, reservation_id=rid, status="CANCELLED", cancel_reason="driver", now=now, released=False
-    )
-    assert ended is not None  # locked and CONFIRMED above
-    await q.sync_connector_status(db, connector_id=ended.connector_id, now=now)
-    return ended.public(), await _enqueue_release(db, ended)
-
-
-async def _enqueue_release(db: Executor, row: ReservationRow) -> QueuedJob | None:
-    """CancelReservation at the charger, through the outbox (at least once)."""
-    if row.charger_reserved_at is None or row.charger_released_at is not None:
-        return None
-    args = {"reservation_id": str(row.reservation_id)}
-    outbox_id = await outbox.enqueue(
-        db, job=RELEASE_JOB, args=args, dedupe_key=f"reservations:release:{row.reservation_id}"
-    )
-    return None if outbox_id is None else QueuedJob(outbox_id=outbox_id, job=RELEASE_JOB, args=args)
+    release = None
+    if row.ended_at == now and row.charger_released_at is None:  # cancelled just now
+        release = Release(row.reservation_id, row.charge_point_id, row.ocpp_reservation_id)
+    return row.public(), release
 
 
 async def release_after_commit(
     pool: asyncpg.Pool,
     commands: CommandClient,
-    redis: Redis,
-    settings: Settings,
-    job: QueuedJob,
+    release: Release,
     *,
     now: datetime,
     config: ReservationsConfig,
 ) -> None:
     """After a cancel has committed (a background task of the response): CancelReservation
     from this process at once, so the connector is free at the charger within
-    milliseconds; only if that does not settle it is the outbox job handed to arq."""
-    with contextlib.suppress(OSError, asyncpg.PostgresError):
-        # on the pool: no connection is held while the charger answers
-        outcome = await release_at_charger(
-            pool,
-            commands,
-            reservation_id=uuid.UUID(job.args["reservation_id"]),
-            now=now,
-            config=config,
+    milliseconds; no connection is held while it answers. If it does not answer, the
+    outbox job written with the cancel tries again (and the resync when it reconnects)."""
+    try:
+        result = await commands.cancel_reservation(
+            release.charge_point_id,
+            reservation_id=release.ocpp_reservation_id,
+            timeout_s=config.charger_timeout_s,
         )
-        if outcome in ("Accepted", "Rejected", "nothing"):
-            await outbox.mark_done(pool, job.outbox_id)
-            return
-    await outbox.enqueue_now(redis, pool, settings, [(job.outbox_id, job.job, job.args)])
+    except CommandError as exc:
+        log.info("CancelReservation %s not answered (%s)", release.ocpp_reservation_id, exc.code)
+        return
+    del result  # Accepted, or Rejected: the charger does not hold it; both settle it
+    with contextlib.suppress(OSError, asyncpg.PostgresError):  # else the outbox job does
+        await q.release_done(pool, reservation_id=release.reservation_id, now=now)
 
 
 async def release_at_charger(

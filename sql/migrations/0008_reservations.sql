@@ -169,6 +169,43 @@ BEGIN
     RETURN NEXT v_row;
 END $$;
 
+-- The driver cancels, in one statement: CANCELLED, the connector free in search at once,
+-- and (when the charger holds it) the outbox row of CancelReservation — due in 30 s, as
+-- the API sends it itself right after the commit and marks the row done
+-- (`reservations.release_done`); the relay only acts when that did not happen. Returns
+-- the reservation (unchanged when it was not CONFIRMED; nothing for another driver's).
+CREATE FUNCTION reservation_cancel(p_reservation uuid, p_driver uuid, p_at timestamptz)
+RETURNS SETOF reservations LANGUAGE plpgsql AS $$
+DECLARE
+    v_row reservations;
+BEGIN
+    SELECT * INTO v_row FROM reservations
+     WHERE reservation_id = p_reservation AND driver_id = p_driver AND status <> 'PENDING'
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF v_row.status = 'CONFIRMED' THEN
+        UPDATE reservations
+           SET status = 'CANCELLED', cancel_reason = 'driver', ended_at = p_at, updated_at = p_at,
+               charger_released_at = CASE WHEN charger_reserved_at IS NULL THEN p_at END
+         WHERE reservation_id = p_reservation
+        RETURNING * INTO v_row;
+        -- (the connectors trigger keeps it RESERVED if another reservation holds it)
+        UPDATE connectors SET status = 'AVAILABLE', status_at = p_at, updated_at = now()
+         WHERE connector_id = v_row.connector_id AND status = 'RESERVED';
+        IF v_row.charger_released_at IS NULL THEN
+            INSERT INTO outbox (job, args, dedupe_key, available_at)
+            VALUES ('release_reservation',
+                    jsonb_build_object('reservation_id', v_row.reservation_id),
+                    'reservations:release:' || v_row.reservation_id,
+                    p_at + interval '30 seconds')
+            ON CONFLICT (dedupe_key) DO NOTHING;
+        END IF;
+    END IF;
+    RETURN NEXT v_row;
+END $$;
+
 -- A charger hidden from search (offline or quarantined, decided by connectivity's
 -- settle()) with live reservations: the move job is written in the same transaction and
 -- announced at once (a worker LISTENs on vw_reservations; the outbox relay is the net).

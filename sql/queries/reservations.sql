@@ -82,12 +82,6 @@ RETURNING *;
 SELECT * FROM reservations
  WHERE reservation_id = $1 AND driver_id = $2 AND status <> 'PENDING';
 
--- name: lock_for_driver
--- One of the driver's reservations, locked for a change.
-SELECT * FROM reservations
- WHERE reservation_id = $1 AND driver_id = $2 AND status <> 'PENDING'
-   FOR UPDATE;
-
 -- name: lock
 -- A reservation by id, locked for a change (jobs).
 SELECT * FROM reservations WHERE reservation_id = $1 FOR UPDATE;
@@ -113,6 +107,20 @@ UPDATE reservations
                                   ELSE charger_released_at END
  WHERE reservation_id = $1 AND status = 'CONFIRMED'
 RETURNING *;
+
+-- name: cancel
+-- The driver cancels (reservation_cancel, migration 0008): the reservation after it, with its charger's OCPP identity; no row for another driver's.
+SELECT r.*, c.charge_point_id
+  FROM reservation_cancel($1, $2, $3) r JOIN chargers c ON c.charger_id = r.charger_id;
+
+-- name: release_done
+-- CancelReservation was answered: the reservation is released at its charger and its outbox job done, in one statement.
+WITH released AS (
+    UPDATE reservations SET charger_released_at = $2
+     WHERE reservation_id = $1 AND charger_released_at IS NULL
+    RETURNING reservation_id)
+UPDATE outbox SET done_at = now()
+ WHERE dedupe_key = 'reservations:release:' || $1::uuid AND done_at IS NULL;
 
 -- name: set_moved_to
 -- Point a MOVED reservation at the one that replaces it.
