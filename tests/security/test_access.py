@@ -3,7 +3,9 @@ drifts): every route found there is checked, and a route the rules below do not 
 fails the suite.
 
 - Object level: every `/v1` route with a path parameter × another driver's object → the
-  same 404 as an id that exists for no one, and the object unchanged (`ownership.py`).
+  same 404 as an id that exists for no one, and the object unchanged (`ownership.py`);
+  every `/v1` request body that names an object by id (from the committed document) ×
+  another driver's id → refused, the object unchanged.
 - Function level: every `/admin/v1` route × no token / each role → 401 / 403 / allowed,
   as API.md's roles say (`ADMIN_RULES`).
 - Webhooks: every `/webhooks/` route × bad, missing and stale signature → 4xx, and not one
