@@ -139,6 +139,7 @@ def mobile_numbers(region: str, count: int, *, start: int = 0) -> list[str]:
     from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
     example = phonenumbers.example_number_for_type(region, PhoneNumberType.MOBILE)
+    assert example is not None, region
     national = str(example.national_number)
     out: list[str] = []
     i = start

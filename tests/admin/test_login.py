@@ -48,6 +48,7 @@ async def test_cli_created_user_logs_in_and_reads(
     uri = re.search(r"otpauth://totp/\S+", out.decode())
     assert uri, out.decode()
     totp = pyotp.parse_uri(uri.group(0))
+    assert isinstance(totp, pyotp.TOTP)
     r = await client.post(
         "/admin/v1/auth/login",
         json={"email": "OPS@example.com", "password": "a long passphrase", "totp_code": totp.now()},

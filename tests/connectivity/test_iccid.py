@@ -4,7 +4,6 @@ operator's release registers the new SIM and brings the charger back."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -44,6 +43,25 @@ async def health(db: asyncpg.Connection, cpid: str = "CP-T1") -> tuple[str, str]
     return row["state"], row["reason"]
 
 
+async def decided_again(db: asyncpg.Connection, cpid: str = "CP-T1", times: int = 2) -> None:
+    """Wait until the central system has handled `times` more messages of the charger: each
+    heartbeat touches `last_seen_at` and re-decides the state in the same transaction, so
+    what the state is afterwards is what those messages made of it."""
+    seen: list[object] = []
+
+    async def advanced() -> bool:
+        at = await db.fetchval(
+            """SELECT h.last_seen_at FROM charger_connectivity h
+               JOIN chargers c USING (charger_id) WHERE c.charge_point_id = $1""",
+            cpid,
+        )
+        if not seen or at != seen[-1]:
+            seen.append(at)
+        return len(seen) > times
+
+    assert await eventually(advanced, within_s=5), "the charger's heartbeats were not handled"
+
+
 async def test_iccid_mismatch_quarantines_alerts_and_release_brings_back(
     server: Server, db: asyncpg.Connection
 ) -> None:
@@ -63,7 +81,7 @@ async def test_iccid_mismatch_quarantines_alerts_and_release_brings_back(
         assert await health(db) == ("quarantined", "iccid_mismatch")
         assert await shown(server) == 0
         await sim.send_meter_values(1, energy_wh=10)
-        await asyncio.sleep(0.3)  # heartbeats from the charger change nothing
+        await decided_again(db)  # heartbeats from the charger change nothing
         assert await health(db) == ("quarantined", "iccid_mismatch")
 
         r = await server.http.get(
@@ -95,7 +113,7 @@ async def test_iccid_mismatch_quarantines_alerts_and_release_brings_back(
         )
         assert audit is not None
         assert (audit["before"]["iccid"], audit["after"]["iccid"]) == (REGISTERED, OTHER)
-        await asyncio.sleep(0.3)  # heartbeats keep it online
+        await decided_again(db)  # heartbeats keep it online
         assert await health(db) == ("online", "ok")
     finally:
         await sim.close()

@@ -6,6 +6,7 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -70,7 +71,7 @@ def _app(settings: Settings, *, guarded: bool) -> Litestar:
 @asynccontextmanager
 async def _serve(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     async with app.lifespan():
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=cast(Any, app))  # Litestar's scope types are TypedDicts
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
 

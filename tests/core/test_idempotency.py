@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -38,7 +38,7 @@ async def _serve(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     await to_app.put({"type": "lifespan.startup"})
     assert (await from_app.get())["type"] == "lifespan.startup.complete"
     try:
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=cast(Any, app))  # Litestar's scope types are TypedDicts
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
     finally:
@@ -105,6 +105,9 @@ class EffectIn(msgspec.Struct, forbid_unknown_fields=True):
     blob: str = ""
 
 
+MIDDLEWARE: list[Any] = [IdempotencyMiddleware, RequestTransactions]  # as in app.main
+
+
 def _effects_app(settings: Settings, gate: dict[str, asyncio.Event]) -> Litestar:
     @post("/effects", status_code=201)
     async def make_effect(db: Db, data: JSONBody[EffectIn]) -> dict[str, str]:
@@ -125,7 +128,7 @@ def _effects_app(settings: Settings, gate: dict[str, asyncio.Event]) -> Litestar
     return Litestar(
         route_handlers=[make_effect],
         dependencies={"db": Provide(provide_db)},
-        middleware=[IdempotencyMiddleware, RequestTransactions],
+        middleware=MIDDLEWARE,
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
         state=State({"settings": settings}),

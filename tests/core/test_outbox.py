@@ -121,6 +121,7 @@ async def test_purge_deletes_only_rows_delivered_long_ago(
     await db.execute(
         "UPDATE outbox SET done_at = now() - interval '30 days' WHERE outbox_id = $1", old
     )
+    assert recent is not None
     await outbox.mark_done(db, recent)
     assert await outbox.purge_outbox(job_ctx) == 1
     left = {r["outbox_id"] for r in await db.fetch("SELECT outbox_id FROM outbox")}

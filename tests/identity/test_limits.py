@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -51,7 +51,7 @@ async def api(settings: Settings, **limits: Any) -> AsyncIterator[Litestar]:
 
 @asynccontextmanager
 async def from_ip(app: Litestar, ip: str) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app, client=(ip, 40000))
+    transport = httpx.ASGITransport(app=cast(Any, app), client=(ip, 40000))  # TypedDict scopes
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver.local") as c:
         yield c
 

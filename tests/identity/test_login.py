@@ -249,6 +249,7 @@ async def test_malformed_bodies_are_422(client: AsyncTestClient[Litestar], body:
 
 def _example(region: str, kind: int) -> str:
     number = phonenumbers.example_number_for_type(region, kind)
+    assert number is not None, region
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
 
 

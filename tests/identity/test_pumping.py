@@ -32,6 +32,7 @@ ALLOWED = ("DE", "FR", "NL", "ES", "IT", "PL", "SE", "GB")
 
 def _variants(region: str, kind: int, count: int) -> list[str]:
     example = phonenumbers.example_number_for_type(region, kind)
+    assert example is not None, region
     national = str(example.national_number)
     out = set()
     for i in range(count * 3):

@@ -273,7 +273,7 @@ class ControlCenterStandIn:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
                     for start in self.on_startup:
-                        task = asyncio.create_task(start())
+                        task = asyncio.ensure_future(start())
                         self._tasks.add(task)
                         task.add_done_callback(self._tasks.discard)
                     await send({"type": "lifespan.startup.complete"})
