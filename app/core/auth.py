@@ -17,6 +17,7 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
+from app.core.db import SHARED_CONNECTION
 from app.core.errors import Forbidden, Unauthorized
 from app.core.settings import Settings
 from app.identity.queries import family_driver
@@ -185,9 +186,10 @@ async def verified_driver(connection: ASGIConnection[Any, Any, Any, Any]) -> Dri
     if isinstance(cached, DriverPrincipal):
         return cached
     principal = driver_principal(connection)
-    driver_id = await family_driver(
-        connection.app.state.pool, family_id=uuid.UUID(principal.family_id)
-    )
+    # Under an Idempotency-Key the request holds a connection already (idle while guards
+    # run): ask on it rather than take a second one from the pool.
+    db = state.get(SHARED_CONNECTION) or connection.app.state.pool
+    driver_id = await family_driver(db, family_id=uuid.UUID(principal.family_id))
     if driver_id is None or str(driver_id) != principal.driver_id:
         raise Unauthorized("this login has ended; sign in again")
     state["driver_verified"] = principal
