@@ -15,8 +15,8 @@ from app.chargers.commands import CommandClient
 from app.connectivity.tasks import close_client, sweep_connectivity, sweep_links
 from app.core import outbox
 from app.core.db import create_pool
-from app.core.observability import configure_logging
 from app.core.idempotency import purge_idempotency_keys
+from app.core.observability import configure_logging
 from app.core.outbox import purge_outbox, relay_outbox
 from app.core.settings import get_settings
 from app.identity.tasks import purge_expired_identity
