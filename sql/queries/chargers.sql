@@ -86,9 +86,9 @@ UPDATE charging_sessions
 RETURNING transaction_id, id_tag_status;
 
 -- name: session_of_charger
--- A session of this charger by transaction id, locked (StopTransaction closes it once).
+-- A started session of this charger by transaction id, locked (StopTransaction closes it once; a STARTING one has no transaction at the charger yet).
 SELECT session_id, transaction_id, connector_no, meter_start_wh, ended_at, id_tag_status
-  FROM charging_sessions WHERE charger_id = $1 AND transaction_id = $2
+  FROM charging_sessions WHERE charger_id = $1 AND transaction_id = $2 AND status <> 'STARTING'
    FOR UPDATE;
 
 -- name: session_by_start
@@ -163,5 +163,6 @@ UPDATE charging_sessions s
   FROM unnest($1::uuid[], $2::integer[], $3::bigint[], $4::integer[], $5::float8[],
               $6::timestamptz[]) AS u (charger_id, transaction_id, energy, power, soc, at)
  WHERE s.charger_id = u.charger_id AND s.transaction_id = u.transaction_id
-   AND s.ended_at IS NULL AND (s.last_meter_at IS NULL OR s.last_meter_at <= u.at)
+   AND s.ended_at IS NULL AND s.status <> 'STARTING'
+   AND (s.last_meter_at IS NULL OR s.last_meter_at <= u.at)
 RETURNING s.session_id, s.preauth_minor IS NOT NULL AS paid;

@@ -164,3 +164,30 @@ async def test_a_price_change_during_the_session_does_not_change_its_bill(world:
     r = await world.start(driver)
     assert r.status_code == 201, r.text
     assert r.json()["tariff_version"] == 2
+
+
+async def test_a_stop_for_a_transaction_not_started_yet_changes_nothing(world: Site) -> None:
+    sim = await world.connect(charging_sim(remote_start_plan=None))
+    sim.stop_answering("RemoteStartTransaction")  # the session stays STARTING
+    driver = await world.driver()
+    r = await world.start(driver)
+    started = r.json()
+    charger = ChargerIdentity(
+        await world.db.fetchval("SELECT charger_id FROM chargers WHERE charge_point_id = $1", CPID),
+        CPID,
+        None,
+    )
+    # The STARTING session's reserved transactionId in a StopTransaction (a confused
+    # charger): unknown, nothing billed, the start goes on.
+    answer = await chargers.stop_transaction(
+        world.srv.app.state.pool,
+        charger,
+        transaction_id=started["transaction_id"],
+        meter_stop=50_000,
+        stopped_at=datetime.now(UTC),
+        reason="Local",
+        transaction_data=None,
+    )
+    assert answer is None
+    assert await _bills(world, started["session_id"]) == 0
+    assert (await world.session(driver, started["session_id"]))["status"] == "STARTING"
