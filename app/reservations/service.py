@@ -3,9 +3,11 @@ connector; moved to a twin connector when a charger drops off (API.md "Reservati
 
 What decides what:
 - **The database** makes double booking impossible (migration 0008: exclusion constraints
-  over connector × time range and driver × time range for CONFIRMED/ACTIVE, a partial
-  unique index for one live hold per driver). The checks here exist for a friendly 409;
-  a lost race ends in the constraint, mapped to the same 409 codes.
+  over connector × time range and driver × time range for PENDING/CONFIRMED/ACTIVE, a
+  partial unique index for one live hold per driver). The checks exist for a friendly
+  409; a lost race ends in the constraint, mapped to the same 409 codes. The hot steps
+  (a hold's checks + insert, its confirmation, a cancel) are single statements calling
+  plpgsql functions of 0008: one round trip each, in autocommit, on the pool.
 - **The charger** must accept a hold: a PENDING row is committed first (the constraints
   count it, so competitors are refused at once, and nobody sees it: not the API, not
   search), ReserveNow is sent with no database connection held, and only `Accepted` turns
@@ -18,8 +20,8 @@ What decides what:
 - **Connectivity** decides when a charger is hidden; a trigger turns that into a move job
   (`move_off_charger`) in the same transaction.
 
-Lock order everywhere: driver advisory lock → connector advisory lock → reservation rows →
-the charger's guard (advisory, shared, only after the charger answered) → connectors.
+Lock order everywhere: driver advisory lock → reservation rows → the charger's guard
+(advisory, shared, only after the charger answered) → connectors.
 """
 
 from __future__ import annotations
@@ -64,7 +66,6 @@ HIDDEN: Final = frozenset({"offline", "quarantined"})
 NOT_BOOKABLE: Final = frozenset({"FAULTED", "UNAVAILABLE"})
 
 BEGIN_SLOT_JOB: Final = "begin_reservation_slot"
-RELEASE_JOB: Final = "release_reservation"
 SLOT_RETRY: Final = timedelta(seconds=30)
 PENDING_AFTER: Final = timedelta(seconds=60)  # ≫ any ReserveNow timeout
 

@@ -2,7 +2,9 @@
 
 - `begin_reservation_slot` (outbox, `available_at` = the slot's start): the slot holds the
   connector from now and the charger receives ReserveNow (retried while it refuses).
-- `release_reservation` (outbox, after a cancel): CancelReservation at the charger.
+- `release_reservation` (outbox row written by `reservation_cancel`, due 30 s later):
+  CancelReservation at the charger when the API's own attempt right after the cancel did
+  not settle it.
 - `move_reservations` (outbox row written by a trigger when a charger is hidden): move each
   live reservation to a twin connector or cancel it, with the driver's SMS.
 - `resync_charger_reservations` (outbox row written by a trigger on reconnect).
