@@ -243,10 +243,14 @@ CREATE FUNCTION reservations_charger_connected() RETURNS trigger LANGUAGE plpgsq
 DECLARE
     v_outbox bigint;
 BEGIN
+    -- (two probes, each on a partial index: this runs on every reconnect of every charger)
     IF EXISTS (SELECT 1 FROM reservations
-                WHERE charger_id = NEW.charger_id AND charger_reserved_at IS NOT NULL
-                  AND (charger_released_at IS NULL OR status = 'CONFIRMED')
-                  AND expires_at > now() - interval '1 day') THEN
+                WHERE charger_id = NEW.charger_id AND status = 'CONFIRMED'
+                  AND charger_reserved_at IS NOT NULL)
+       OR EXISTS (SELECT 1 FROM reservations
+                   WHERE charger_id = NEW.charger_id AND charger_reserved_at IS NOT NULL
+                     AND charger_released_at IS NULL
+                     AND expires_at > now() - interval '1 day') THEN
         INSERT INTO outbox (job, args, dedupe_key, available_at)
         VALUES ('resync_charger_reservations', jsonb_build_object('charger_id', NEW.charger_id),
                 'reservations:resync:' || NEW.charger_id || ':' || txid_current(),
