@@ -28,6 +28,10 @@ async def driver(db: Executor, *, driver_id: uuid.UUID) -> DriverRow | None:
     return await fetch_one(db, "reservations.driver", DriverRow, driver_id)
 
 
+async def lock_connector(db: Executor, *, connector_id: uuid.UUID) -> None:
+    await fetch_val(db, "reservations.lock_connector", connector_id)
+
+
 async def request_context(
     db: Executor, *, connector_id: uuid.UUID, driver_id: uuid.UUID
 ) -> RequestContext | None:

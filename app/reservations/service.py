@@ -20,7 +20,9 @@ What decides what:
 - **Connectivity** decides when a charger is hidden; a trigger turns that into a move job
   (`move_off_charger`) in the same transaction.
 
-Lock order everywhere: driver advisory lock → reservation rows → the charger's guard
+Lock order everywhere: driver advisory lock → connector advisory lock (every insert, and a
+hold's confirmation: PENDING → CONFIRMED is re-checked by the constraint, and a conflicting
+insert at that moment would deadlock with it) → reservation rows → the charger's guard
 (advisory, shared, only after the charger answered) → connectors.
 """
 
@@ -205,6 +207,7 @@ async def _book_slot(
         connector, _, window = await _request(conn, driver_id, data, now)
         _check_connector(connector, hold=False)
         await q.lock_driver(conn, driver_id=driver_id)
+        await q.lock_connector(conn, connector_id=connector.connector_id)
         checks = await q.checks(
             conn,
             driver_id=driver_id,
@@ -817,6 +820,7 @@ async def _try_twin(
     accepted = False
     try:
         async with conn.transaction():  # a savepoint: a refusal leaves `old` CONFIRMED
+            await q.lock_connector(conn, connector_id=twin.connector_id)
             await q.end_reservation(
                 conn,
                 reservation_id=old.reservation_id,

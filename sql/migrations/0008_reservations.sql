@@ -8,6 +8,9 @@
 --     it);
 --   * one driver, one place at a time: the same constraint over (driver, time range), and a
 --     partial unique index (one reservation holding a connector now per driver);
+--   * advisory locks (class 30322 driver, 30323 connector, 30324 charger guard; taken in
+--     that order) serialise the checks with the inserts they guard, so the constraints
+--     refuse rather than deadlock;
 --   * search shows a connector RESERVED exactly while a reservation holds it (trigger on
 --     connectors.status: the charger's Available/Reserved never contradicts us, its
 --     Occupied/Faulted/Unavailable always wins);
@@ -110,6 +113,9 @@ CREATE FUNCTION reservation_begin_hold(
 ) LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(30322, hashtext(p_driver::text));
+    -- The connector's lock too (see reservation_confirm_hold): no conflicting row is ever
+    -- inserted while another transaction re-checks the constraint for this connector.
+    PERFORM pg_advisory_xact_lock(30323, hashtext(p_connector::text));
     IF EXISTS (SELECT 1 FROM reservations r
                 WHERE r.driver_id = p_driver
                   AND (r.status IN ('PENDING', 'ACTIVE')
@@ -151,7 +157,16 @@ CREATE FUNCTION reservation_confirm_hold(p_reservation uuid, p_charger uuid, p_a
 RETURNS SETOF reservations LANGUAGE plpgsql AS $$
 DECLARE
     v_row reservations;
+    v_connector uuid;
 BEGIN
+    -- PENDING → CONFIRMED is a new index entry, which the exclusion constraints check
+    -- again; a conflicting row inserted at that moment by another transaction (whose
+    -- checks ran before this hold existed) would make the two wait for each other. Every
+    -- insert of a reservation takes its connector's lock first, and so does this.
+    SELECT connector_id INTO v_connector FROM reservations WHERE reservation_id = p_reservation;
+    IF v_connector IS NOT NULL THEN
+        PERFORM pg_advisory_xact_lock(30323, hashtext(v_connector::text));
+    END IF;
     PERFORM pg_advisory_xact_lock_shared(30324, hashtext(p_charger::text));
     IF (SELECT state FROM charger_connectivity WHERE charger_id = p_charger)
        NOT IN ('online', 'degraded') THEN

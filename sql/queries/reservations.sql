@@ -31,6 +31,10 @@ SELECT d.id_tag, d.vehicle_battery_wh, d.vehicle_max_ac_w, d.vehicle_max_dc_w,
 -- Serialise one driver's reservation changes until the transaction ends (the caps cannot race).
 SELECT pg_advisory_xact_lock(30322, hashtext($1::uuid::text));
 
+-- name: lock_connector
+-- Serialise inserts on one connector (after the driver's lock): checks see what they guard, the constraint refuses instead of deadlocking.
+SELECT pg_advisory_xact_lock(30323, hashtext($1::uuid::text));
+
 -- name: checks
 -- Under the driver's lock, in one trip: the driver's live holds and future slots, overlaps of [start, end) for the driver, and the connector's live or pending reservations in that range.
 SELECT count(*) FILTER (WHERE status IN ('PENDING', 'ACTIVE')
