@@ -19,7 +19,9 @@ would run the effect a second time.
 Concurrent requests with the same key do not hold a connection while they wait: they
 find the advisory lock taken, and poll (backing off, up to `idempotency_wait_s`) until the
 first one committed (→ replay) or gave up (→ they claim the key themselves); past the wait
-→ 409 `idempotency_in_progress`. The same key with another request (method, path, query or
+→ 409 `idempotency_in_progress`. At most half the pool is held by keyed runs per process
+(their handlers may need a connection more); past that a request polls the same way, and
+answers 503 after the wait. The same key with another request (method, path, query or
 body) → 422 `idempotency_key_reused`. A 5xx answer rolls everything back, so the key is
 free for a retry. Keys expire after `idempotency_ttl_s` (purged by `purge_idempotency_keys`).
 
@@ -95,6 +97,18 @@ def body_limit(scope: Scope, settings: Settings) -> int:
     return wanted if isinstance(wanted, int) else MAX_BODY_BYTES
 
 
+# A keyed request holds a pooled connection for its whole run, and its handler may take
+# another one (services that run on the pool). Were every connection held by keyed
+# requests, their handlers would wait for each other for ever; so at most half the pool
+# is held this way per process. A request that finds the bound reached polls like one
+# whose key is busy (holding nothing), and past the wait answers 503.
+def _runs(state: Any, pool: asyncpg.Pool) -> asyncio.Semaphore:
+    gate: asyncio.Semaphore | None = state.get("idempotency_runs")
+    if gate is None:
+        gate = state.idempotency_runs = asyncio.Semaphore(max(1, pool.get_max_size() // 2))
+    return gate
+
+
 def lock_key(key_scope: str, key: str) -> int:
     """A signed 64-bit advisory lock id for one (scope, key)."""
     digest = hashlib.sha256(f"idempotency\0{key_scope}\0{key}".encode()).digest()
@@ -155,7 +169,8 @@ class IdempotencyMiddleware:
                 [scope["method"].encode(), path.encode(), scope.get("query_string", b""), body]
             )
         ).hexdigest()
-        call = _Call(self.app, scope, receive, send, pool, settings, key_scope, key, body)
+        runs = _runs(state, pool)
+        call = _Call(self.app, scope, receive, send, pool, settings, runs, key_scope, key, body)
 
         deadline = time.monotonic() + settings.idempotency_wait_s
         delay = 0.02
@@ -163,6 +178,19 @@ class IdempotencyMiddleware:
             stored = await call.run_or_find(request_hash)
             if stored is None:  # this request ran and answered
                 return
+            if stored is _BUSY:
+                if time.monotonic() > deadline:
+                    status, headers, problem = _problem(
+                        503,
+                        "service_unavailable",
+                        "Try again shortly",
+                        "too many requests with an Idempotency-Key are running; retry",
+                    )
+                    await _send_raw(send, status, [*headers, (b"retry-after", b"1")], problem)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, 0.2)
+                continue
             if stored.request_hash != request_hash:
                 await _send_raw(
                     send,
@@ -194,6 +222,10 @@ class IdempotencyMiddleware:
                 return
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.2)
+
+
+# This process holds as many keyed runs as it may (see `_runs`): poll, like a busy key.
+_BUSY = StoredResponse(request_hash="", status_code=None, headers=None, body=None)
 
 
 class _KeyTransaction:
@@ -228,12 +260,13 @@ class _Call:
         send: Send,
         pool: asyncpg.Pool,
         settings: Settings,
+        runs: asyncio.Semaphore,
         key_scope: str,
         key: str,
         body: bytes,
     ) -> None:
         self.app, self.scope, self.receive, self.send = app, scope, receive, send
-        self.pool, self.settings = pool, settings
+        self.pool, self.settings, self.runs = pool, settings, runs
         self.key_scope, self.key, self.body = key_scope, key, body
 
     async def run_or_find(self, request_hash: str) -> StoredResponse | None:
@@ -250,21 +283,27 @@ class _Call:
                     conn, "idempotency.try_lock", lock_key(self.key_scope, self.key)
                 ):
                     return in_progress
-                claimed = await fetch_val(
-                    conn,
-                    "idempotency.claim",
-                    self.key_scope,
-                    self.key,
-                    request_hash,
-                    float(self.settings.idempotency_ttl_s),
-                )
-                if not claimed:
-                    stored = await fetch_one(
-                        conn, "idempotency.stored", StoredResponse, self.key_scope, self.key
+                if self.runs.locked():
+                    return _BUSY
+                await self.runs.acquire()  # free: taken at once, with no await in between
+                try:
+                    claimed = await fetch_val(
+                        conn,
+                        "idempotency.claim",
+                        self.key_scope,
+                        self.key,
+                        request_hash,
+                        float(self.settings.idempotency_ttl_s),
                     )
-                    return stored or in_progress
-                await self._run(conn, tx)
-                return None
+                    if not claimed:
+                        stored = await fetch_one(
+                            conn, "idempotency.stored", StoredResponse, self.key_scope, self.key
+                        )
+                        return stored or in_progress
+                    await self._run(conn, tx)
+                    return None
+                finally:
+                    self.runs.release()
             finally:
                 await tx.rollback()  # a no-op once committed or rolled back
 

@@ -103,6 +103,7 @@ async def test_errors_are_replayed_too_but_not_5xx(
 class EffectIn(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     blob: str = ""
+    second_connection: bool = False  # the handler also asks on a pooled connection
 
 
 MIDDLEWARE: list[Any] = [IdempotencyMiddleware, RequestTransactions]  # as in app.main
@@ -110,8 +111,11 @@ MIDDLEWARE: list[Any] = [IdempotencyMiddleware, RequestTransactions]  # as in ap
 
 def _effects_app(settings: Settings, gate: dict[str, asyncio.Event]) -> Litestar:
     @post("/effects", status_code=201)
-    async def make_effect(db: Db, data: JSONBody[EffectIn]) -> dict[str, str]:
+    async def make_effect(db: Db, state: State, data: JSONBody[EffectIn]) -> dict[str, str]:
         await db.execute("INSERT INTO effects (name) VALUES ($1)", data.name)
+        if data.second_connection:
+            await asyncio.sleep(0.05)  # let every request take its first connection
+            await state.pool.fetchval("SELECT 1")
         if data.name in gate:
             gate[f"{data.name}:inside"].set()
             await gate[data.name].wait()
@@ -256,3 +260,23 @@ async def test_expired_keys_are_purged(settings: Settings, db: asyncpg.Connectio
     finally:
         await pool.close()
     assert [r["key"] for r in await db.fetch("SELECT key FROM idempotency_keys")] == ["new"]
+
+
+async def test_keyed_runs_leave_connections_for_their_handlers(
+    effects: tuple[httpx.AsyncClient, dict[str, asyncio.Event]], db: asyncpg.Connection
+) -> None:
+    """Each keyed run holds a connection and its handler asks for another: with a pool of
+    two, two at once would each hold one and wait for the other for ever. At most half the
+    pool runs keyed (the rest poll), so all of them are answered."""
+    client, _ = effects
+    requests = [
+        client.post(
+            "/effects",
+            json={"name": f"e{i}", "second_connection": True},
+            headers={"Idempotency-Key": f"k-e{i}"},
+        )
+        for i in range(4)
+    ]
+    answered = await asyncio.wait_for(asyncio.gather(*requests), timeout=20)
+    assert [r.status_code for r in answered] == [201] * 4
+    assert await db.fetchval("SELECT count(*) FROM effects") == 4
