@@ -1,10 +1,9 @@
-"""Fault tools for the worker tests: a TCP proxy that can be switched off (Redis "down"),
-and the real arq worker as a subprocess that can be `kill -9`ed."""
+"""Fault tools for the worker tests: a TCP proxy that can be switched off (Redis "down";
+the shared one, tests/faultproxy.py), and the real arq worker as a subprocess that can be
+`kill -9`ed."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -13,49 +12,9 @@ import tempfile
 from typing import IO
 
 from app.core.settings import ROOT
+from tests.faultproxy import TcpProxy
 
-
-class TcpProxy:
-    """127.0.0.1:<port> → target. `stop()` closes the listener and every connection
-    (clients see the peer vanish, new connections are refused); `start()` comes back on
-    the same port."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for writer in list(self._writers):
-            writer.close()
-        self._writers.clear()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(OSError, asyncio.CancelledError):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-        self._writers -= {writer, up_writer}
+__all__ = ["TcpProxy", "Worker"]
 
 
 class Worker:
