@@ -426,14 +426,25 @@ async def call_charger(
 
 class CommandRouter(CommandClient):
     """The serving side in every API process: besides asking (:class:`CommandClient`), it
-    listens on `<ns>:ocpp:cmd:*` and runs the commands for chargers this process holds,
-    answering on the asker's reply channel. Others' chargers are ignored (their holder
-    answers; when nobody holds the charger the asker times out)."""
+    listens on `<ns>:ocpp:cmd:*` (and on PostgreSQL NOTIFY when given a pool) and runs the
+    commands for chargers this process holds, answering the asker on the transport the
+    command came by. Others' chargers are ignored (their holder answers; when nobody
+    holds the charger the asker times out). A command for a charger this process holds
+    is run here at once, without any transport."""
 
-    def __init__(self, hub: OcppHub, redis_url: str, namespace: str) -> None:
-        super().__init__(redis_url, namespace)
+    def __init__(
+        self,
+        hub: OcppHub,
+        redis_url: str,
+        namespace: str,
+        *,
+        pool: asyncpg.Pool | None = None,
+        database_url: str | None = None,
+    ) -> None:
+        super().__init__(redis_url, namespace, pool=pool, database_url=database_url)
         self.hub = hub
         self._tasks: set[asyncio.Task[None]] = set()
+        self._seen: dict[str, None] = {}  # recent request ids (a late duplicate runs once)
 
     async def _subscribe(self, pubsub: Any) -> None:
         await pubsub.psubscribe(command_pattern(self.namespace))
@@ -444,15 +455,31 @@ class CommandRouter(CommandClient):
             task.cancel()
         await super().close()
 
-    def _on_command(self, channel: str, body: dict[str, Any]) -> None:
+    def _on_command(self, channel: str, body: dict[str, Any], via: str) -> None:
         cp = self.hub.connections.get(channel.rsplit(":", 1)[-1])
         if cp is None:
             return
-        task = asyncio.create_task(self._run(cp, body))
+        self._spawn(cp, body, via)
+
+    def _deliver_locally(self, charge_point_id: str, message: dict[str, Any]) -> bool:
+        cp = self.hub.connections.get(charge_point_id)
+        if cp is None:
+            return False
+        self._spawn(cp, message, "local")
+        return True
+
+    def _spawn(self, cp: CentralSystemCharger, body: dict[str, Any], via: str) -> None:
+        request_id = str(body.get("id"))
+        if request_id in self._seen:
+            return
+        self._seen[request_id] = None
+        if len(self._seen) > 4096:
+            del self._seen[next(iter(self._seen))]
+        task = asyncio.create_task(self._run(cp, body, via))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, cp: CentralSystemCharger, body: dict[str, Any]) -> None:
+    async def _run(self, cp: CentralSystemCharger, body: dict[str, Any], via: str) -> None:
         reply: dict[str, Any] = {"id": body.get("id")}
         try:
             result = await call_charger(
@@ -463,5 +490,9 @@ class CommandRouter(CommandClient):
             reply |= {"ok": False, "code": exc.code, "description": exc.description}
         except Exception as exc:  # a bad payload must not kill the listener
             reply |= {"ok": False, "code": "InternalError", "description": repr(exc)}
+        reply_to = str(body["reply_to"])
+        if via == "local" or reply_to == self.reply_channel:
+            self._on_message(self.reply_channel, reply, via="local")
+            return
         with contextlib.suppress(Exception):
-            await self.redis.publish(str(body["reply_to"]), json.dumps(reply))
+            await self._publish(reply_to, reply, via=via)

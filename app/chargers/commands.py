@@ -24,9 +24,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeVar
 
+import asyncpg
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from app.core.listen import Listener
 
 log = logging.getLogger("app.chargers")
 
@@ -34,6 +37,11 @@ COMMANDS: Final = frozenset(
     {"RemoteStartTransaction", "RemoteStopTransaction", "ReserveNow", "CancelReservation"}
 )
 DEFAULT_TIMEOUT_S: Final = 30.0
+# PostgreSQL NOTIFY channel that carries commands and answers while Redis cannot (one per
+# database, so namespaces sharing a database are told apart inside the payload).
+PG_CHANNEL: Final = "vw_ocpp_commands"
+REDIS_CONNECT_TIMEOUT_S: Final = 2.0
+REDIS_PUBLISH_TIMEOUT_S: Final = 1.0
 
 
 class CommandError(Exception):
@@ -78,16 +86,42 @@ def _ocpp_time(at: datetime) -> str:
 
 
 class CommandClient:
-    """Sends commands to chargers wherever they are connected (Redis pub/sub) and awaits
-    the answers on this process's own reply channel."""
+    """Sends commands to chargers wherever they are connected and awaits the answers on
+    this process's own reply channel.
 
-    def __init__(self, redis_url: str, namespace: str) -> None:
-        self.redis: Redis = Redis.from_url(redis_url, decode_responses=False)
+    Transport: Redis pub/sub. With `pool` (and `database_url` for the LISTEN), PostgreSQL
+    NOTIFY on `PG_CHANNEL` carries the command and its answer whenever Redis cannot (it
+    refuses, times out, or nobody is subscribed there), so commands keep reaching chargers
+    through a Redis outage; a command is sent on one transport only, and the holder ignores
+    a request id it has run already. The Redis subscription is kept up by a loop that
+    resubscribes with back-off after Redis returns."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        namespace: str,
+        *,
+        pool: asyncpg.Pool | None = None,
+        database_url: str | None = None,
+    ) -> None:
+        # No socket_timeout: the pub/sub read blocks on it; each publish has its own.
+        self.redis: Redis = Redis.from_url(
+            redis_url, decode_responses=False, socket_connect_timeout=REDIS_CONNECT_TIMEOUT_S
+        )
         self.namespace = namespace
         self.reply_channel = f"{namespace}:ocpp:reply:{uuid.uuid4().hex}"
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self._first_attempt: asyncio.Future[None] | None = None
         self._starting = asyncio.Lock()
+        self._pool = pool if database_url else None
+        self._pg: Listener | None = (
+            Listener(database_url, PG_CHANNEL, self._on_pg_notify, lambda: None)
+            if pool is not None and database_url
+            else None
+        )
+        self._pg_started = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -95,19 +129,19 @@ class CommandClient:
         await pubsub.subscribe(self.reply_channel)
 
     async def start(self) -> None:
-        """Subscribe to the reply channel (done by the first :meth:`send` otherwise)."""
+        """Start listening (done by the first :meth:`send` otherwise) and wait for the
+        first Redis subscription; its failure is raised (OSError / RedisError), and the
+        loop keeps trying in the background."""
         async with self._starting:
-            if self._listener is not None and not self._listener.done():
-                return
-            pubsub: Any = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                async with asyncio.timeout(5):
-                    await self._subscribe(pubsub)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
-                raise
-            self._listener = asyncio.create_task(self._listen(pubsub))
+            if self._pg is not None and not self._pg_started:
+                self._pg_started = True
+                self._pg.start()
+            if self._listener is None or self._listener.done():
+                self._first_attempt = asyncio.get_running_loop().create_future()
+                self._listener = asyncio.create_task(self._listen_forever())
+            first = self._first_attempt
+        if first is not None and not self._subscribed.is_set():
+            await asyncio.shield(first)
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -115,33 +149,104 @@ class CommandClient:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._listener
             self._listener = None
+        if self._pg is not None:
+            await self._pg.stop()
         for answer in self._pending.values():
             if not answer.done():
                 answer.set_exception(CommandError("Closed", "the command client closed"))
         await self.redis.aclose()
 
-    async def _listen(self, pubsub: Any) -> None:
-        try:
-            async for message in pubsub.listen():
-                try:
-                    channel = message["channel"].decode()
-                    body = json.loads(message["data"])
-                except (ValueError, KeyError, AttributeError, TypeError):
-                    continue
-                if not isinstance(body, dict):
-                    continue
-                if channel == self.reply_channel:
-                    answer = self._pending.get(str(body.get("id")))
-                    if answer is not None and not answer.done():
-                        answer.set_result(body)
-                    continue
-                self._on_command(channel, body)
-        finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+    async def _listen_forever(self) -> None:
+        delay = 0.2
+        while True:
+            pubsub: Any = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                async with asyncio.timeout(5):
+                    await self._subscribe(pubsub)
+                self._subscribed.set()
+                self._settle_first(None)
+                delay = 0.2
+                async for message in pubsub.listen():
+                    try:
+                        channel = message["channel"].decode()
+                        body = json.loads(message["data"])
+                    except (ValueError, KeyError, AttributeError, TypeError):
+                        continue
+                    if isinstance(body, dict):
+                        self._on_message(channel, body, via="redis")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away: resubscribe when it is back
+                if self._subscribed.is_set():
+                    log.warning("OCPP command subscription lost (%r); resubscribing", exc)
+                self._settle_first(exc)
+            finally:
+                self._subscribed.clear()
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
-    def _on_command(self, channel: str, body: dict[str, Any]) -> None:
+    def _settle_first(self, exc: BaseException | None) -> None:
+        first = self._first_attempt
+        if first is not None and not first.done():
+            if exc is None:
+                first.set_result(None)
+            else:
+                first.set_exception(exc)
+                first.exception()  # retrieved: nobody may be waiting for it
+
+    def _on_message(self, channel: str, body: dict[str, Any], *, via: str) -> None:
+        if channel == self.reply_channel:
+            answer = self._pending.get(str(body.get("id")))
+            if answer is not None and not answer.done():
+                answer.set_result(body)
+            return
+        self._on_command(channel, body, via)
+
+    def _on_pg_notify(self, payload: str) -> None:
+        try:
+            body = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(body, dict) and body.pop("ns", None) == self.namespace:
+            channel = body.pop("channel", None)
+            if isinstance(channel, str):
+                self._on_message(channel, body, via="pg")
+
+    def _on_command(self, channel: str, body: dict[str, Any], via: str) -> None:
         """A command for some charger (only subscribed to by the serving side)."""
+
+    def _deliver_locally(self, charge_point_id: str, message: dict[str, Any]) -> bool:
+        """Run the command in this process when it holds the charger (serving side)."""
+        return False
+
+    async def _publish(self, channel: str, message: dict[str, Any], *, via: str = "") -> None:
+        """Publish on Redis (unless `via == "pg"`), else on PostgreSQL NOTIFY; raises
+        CommandError("Unreachable") when no transport takes it."""
+        payload = json.dumps(message)
+        failure = "Redis not tried"
+        if via != "pg":
+            try:
+                if not self._subscribed.is_set():
+                    await self.start()
+                async with asyncio.timeout(REDIS_PUBLISH_TIMEOUT_S):
+                    receivers = await self.redis.publish(channel, payload)
+                if receivers or self._pool is None:
+                    return
+                failure = "nobody subscribed on Redis"
+            except (OSError, RedisError) as exc:  # refused, reset, or timed out
+                failure = repr(exc)
+        if self._pool is None or self._pg is None or not self._pg.ready.is_set():
+            raise CommandError("Unreachable", f"command routing unavailable: {failure}")
+        envelope = json.dumps({"ns": self.namespace, "channel": channel, **message})
+        try:
+            async with asyncio.timeout(REDIS_PUBLISH_TIMEOUT_S * 2):
+                await self._pool.execute("SELECT pg_notify($1, $2)", PG_CHANNEL, envelope)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise CommandError(
+                "Unreachable", f"command routing unavailable: {failure}; PostgreSQL: {exc!r}"
+            ) from None
 
     # ------------------------------------------------------------------- sending
 
@@ -170,16 +275,11 @@ class CommandClient:
         try:
             # The holder gives the charger `timeout_s`; the extra half second is the trip.
             async with asyncio.timeout(timeout_s + 0.5):
-                if self._listener is None or self._listener.done():
-                    await self.start()
-                await self.redis.publish(
-                    command_channel(self.namespace, charge_point_id), json.dumps(message)
-                )
+                if not self._deliver_locally(charge_point_id, message):
+                    await self._publish(command_channel(self.namespace, charge_point_id), message)
                 reply = await answer
         except TimeoutError:
             raise CommandError("Timeout", f"no answer from {charge_point_id}") from None
-        except (OSError, RedisError) as exc:  # Redis unreachable
-            raise CommandError("Unreachable", f"command routing unavailable: {exc!r}") from None
         finally:
             self._pending.pop(request_id, None)
         if not reply.get("ok"):

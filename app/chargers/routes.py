@@ -42,11 +42,18 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
     settings: Settings = app.state.settings
     hub = OcppHub(app.state.pool, grace_s=settings.ocpp_offline_grace_s)
     app.state.ocpp = hub
-    router = CommandRouter(hub, settings.redis_url, settings.redis_namespace)
+    # Commands ride on Redis, and on PostgreSQL NOTIFY while Redis cannot carry them.
+    router = CommandRouter(
+        hub,
+        settings.redis_url,
+        settings.redis_namespace,
+        pool=app.state.pool,
+        database_url=settings.database_url,
+    )
     try:
         await router.start()
-    except (OSError, RedisError) as exc:  # commands fail with a timeout until restart
-        log.warning("OCPP command routing unavailable (Redis): %r", exc)
+    except (OSError, RedisError) as exc:  # PostgreSQL carries them; resubscribed later
+        log.warning("OCPP command routing over Redis unavailable: %r", exc)
     app.state.ocpp_commands = router
     # `app/run.py` drains the sockets with SIGUSR1 before it stops the server (see drain).
     loop = asyncio.get_running_loop()
