@@ -87,6 +87,15 @@ def commits_anyway(error: BaseException) -> bool:
     return bool(getattr(error, _COMMIT_ANYWAY, False))
 
 
+def _closed(conn: asyncpg.Connection) -> bool:
+    """The connection is gone (a pooled one whose socket died is detached from its proxy,
+    which then refuses every call)."""
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:
+        return True
+
+
 class _Transaction:
     """One request transaction (or savepoint, under an Idempotency-Key) and how it ends."""
 
@@ -118,6 +127,12 @@ class _Transaction:
             return
         self.done = True
         try:
+            if _closed(self.conn):
+                # PostgreSQL went away mid-request and rolled the transaction back with the
+                # connection: nothing to roll back; a commit cannot happen (503, not 500).
+                if commit:
+                    raise asyncpg.ConnectionDoesNotExistError("connection closed before commit")
+                return
             if commit:
                 await self.tx.commit()
             else:
