@@ -180,6 +180,9 @@ def run() -> int:
             "--loop",
             "uvloop" if _has_uvloop() else "asyncio",
             "--no-access-log",
+            # A worker that dies (OOM, kill -9) is replaced; without this granian exits
+            # with it and takes the whole service down (tests/faults/test_api_worker_kill.py).
+            "--respawn-failed-workers",
             "app.main:create_app",
         ],
         env=child_env,
