@@ -214,3 +214,63 @@ async def test_redis_down_30_s_search_reservations_and_sessions_keep_working(
         finally:
             await world.close()
             worker.close()
+
+
+async def test_redis_black_holed_commands_fall_back_within_a_second_or_two(
+    db: asyncpg.Connection,
+    settings: Settings,
+    redis_proxy: TcpProxy,
+    localstripe: LocalStripe,
+) -> None:
+    """A partition rather than a dead server: Redis accepts nothing and answers nothing
+    (no error ever comes back). Each publish gives up after 1 s and the command rides on
+    PostgreSQL; readiness says Redis is down; after the partition heals the subscriptions
+    come back (the proxy resets the stale connections, as a healed network would after
+    the peers' timeouts)."""
+    env = service_env(
+        settings,
+        REDIS_URL=redis_proxy.url_for(settings.redis_url),
+        **stripe_env(localstripe.api_base),
+    )
+    async with (
+        served(env) as (base, api),
+        httpx.AsyncClient(base_url=base, timeout=20) as http,
+        fresh_client(base) as probe,
+    ):
+        world = World(http, db, settings, base)
+        try:
+            await world.build(CHARGERS[:2])
+            for cpid in CHARGERS[:2]:
+                await world.connect(cpid)
+            await world.wait_online(CHARGERS[:2])
+            holders = await world.spread(api)
+            assert len(set(holders.values())) == 2, holders
+            driver = await world.driver()
+
+            redis_proxy.blackhole()
+
+            async def redis_down() -> bool:
+                r = await probe.get("/health/ready")
+                return r.status_code == 503 and r.json()["checks"]["redis"] != "ok"
+
+            await until(redis_down, within_s=5, what="/health/ready 503 for Redis", log=api)
+            took = []
+            for cpid in CHARGERS[:2]:
+                t0 = time.monotonic()
+                await reserve_and_cancel(world, driver, cpid)
+                took.append(time.monotonic() - t0)
+            sid = await start_and_stop(world, driver, CHARGERS[1])
+            assert (await world.session(driver, sid))["receipt"] is not None
+
+            redis_proxy.heal()
+
+            async def ready() -> bool:
+                return (await probe.get("/health/ready")).status_code == 200
+
+            await until(ready, within_s=10, what="/health/ready 200", log=api)
+            for cpid in CHARGERS[:2]:
+                await reserve_and_cancel(world, driver, cpid)
+            print(f"\nRedis black-holed: hold + cancel took {[round(t, 2) for t in took]} s")
+            assert max(took) < 8, took
+        finally:
+            await world.close()
