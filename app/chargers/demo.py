@@ -69,10 +69,10 @@ def simulator_command(python: str, port: int, chargers_file: Path) -> list[str]:
         "0.7",
         "--report-every",
         "0",
-        # SMS alert demo: a car charges 30x faster than physics, MeterValues every 10 s,
+        # SMS alert demo: a car charges 100x faster than physics, MeterValues every 10 s,
         # so started → 80 % → complete show in /dev/sms within a few minutes.
         "--charge-factor",
-        "30",
+        "100",
         "--meter-interval",
         "10",
     ]

@@ -8,8 +8,9 @@ INTEGRATIONS.md §1):
 - `session_started`: the transaction runs (not STARTING, not FAILED, not ended yet).
 - `soc_80`: the reported SoC reaches 80 %; a car that never reports SoC: energy delivered
   reaches 60 % of the driver's battery.
-- `ten_minutes_left`: the estimate from the recent power curve (`estimate_minutes_left`)
-  is 10 minutes or less while charging; worded "about" in the text.
+- `ten_minutes_left`: the estimate from the power curve (`estimate_minutes_left`, the
+  sessions domain's charge curve, or a falling power line without SoC) is 10 minutes or
+  less while charging; worded "about" in the text.
 - `session_complete`: the transaction stopped, or the car has drawn no power for 10 minutes
   in `SuspendedEV` after reaching 95 % SoC. Never while charging and never on a pause
   alone: a car in `SuspendedEV` waiting for off-peak (below 95 %, or without SoC) is not
@@ -32,6 +33,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from app.pricing import engine
+from app.sessions import curve
 
 SESSION_KINDS: Final = (
     "session_started",
@@ -55,7 +57,6 @@ IDLE_FOR: Final = timedelta(minutes=10)
 NO_POWER_W: Final = 100.0  # below this a car is drawing nothing (standby, metering noise)
 MINUTES_LEFT_ALERT: Final = 10.0
 CURVE_WINDOW: Final = timedelta(minutes=5)  # the recent power curve an estimate uses
-TAPER_FROM_SOC: Final = 80.0  # above this a battery takes less power (CC → CV)
 MIN_CHARGING_FOR_ESTIMATE: Final = timedelta(minutes=2)
 
 OPEN_STATUSES: Final = frozenset({"CHARGING", "SUSPENDED", "FINISHING"})
@@ -144,32 +145,23 @@ def is_full(state: SessionState, now: datetime) -> bool:
 
 
 def estimate_minutes_left(state: SessionState, now: datetime) -> float | None:
-    """Minutes until the battery is full, from the recent power curve — an estimate.
+    """Minutes until the battery is full, from the power curve — an estimate.
 
-    With SoC and the battery size: the energy still missing over the recent average power,
-    the part above 80 % at half that power (a linear taper to nothing). With SoC alone: the
-    recent SoC slope, with the same taper. Without SoC: only while the power is already
-    tapering, the time until the falling power line reaches zero. None when unknown."""
+    With SoC: the charge curve of `app.sessions.curve` (the one `GET /v1/sessions` shows as
+    `estimated_minutes_remaining`: flat to 80 %, then tapering), its plateau inferred from
+    the power drawn now, the battery from the driver's vehicle or from energy per SoC point
+    over the recent samples. Without SoC: only while the power is already tapering, the
+    time until the falling power line reaches zero. None when it cannot be known."""
     recent = [s for s in state.samples if now - CURVE_WINDOW <= s.at <= now]
     powers = [s.power_w for s in recent if s.power_w is not None]
     power = state.power_w if state.power_w is not None else (powers[-1] if powers else None)
     if power is None or power < NO_POWER_W:
         return None
-    avg_power = sum(powers) / len(powers) if powers else power
     soc = _latest_soc(state)
     if soc is not None:
-        soc = min(100.0, max(0.0, soc))
-        if soc >= 100.0:
-            return 0.0
-        if state.battery_wh:
-            return _minutes_with_taper(soc, state.battery_wh / 100.0, avg_power)
-        socs = [(s.at, s.soc_percent) for s in recent if s.soc_percent is not None]
-        if len(socs) >= 2 and socs[-1][0] > socs[0][0]:
-            slope = (socs[-1][1] - socs[0][1]) / ((socs[-1][0] - socs[0][0]).total_seconds())
-            if slope > 0:
-                # the slope is the power measured in "% per second"; Wh per % cancels out
-                return _minutes_with_taper(soc, avg_power / 3600.0 / slope, avg_power)
-        return None
+        battery = state.battery_wh or _inferred_battery_wh(state, soc)
+        minutes = curve.estimate(soc=soc, power_w=power, battery_wh=battery).minutes_to_full
+        return None if minutes is None else float(minutes)
     if len(recent) >= 3:
         pts = [(s.at, s.power_w) for s in recent if s.power_w is not None]
         if len(pts) >= 3 and pts[-1][0] > pts[0][0]:
@@ -185,17 +177,21 @@ def estimate_minutes_left(state: SessionState, now: datetime) -> float | None:
     return None
 
 
-def _minutes_with_taper(soc: float, wh_per_percent: float, power_w: float) -> float:
-    """Time to 100 % at `power_w` up to 80 %, then a linear taper (half the power on average,
-    relative to the power at the taper's start)."""
-    if soc < TAPER_FROM_SOC:
-        bulk_h = (TAPER_FROM_SOC - soc) * wh_per_percent / power_w
-        taper_h = (100.0 - TAPER_FROM_SOC) * wh_per_percent / (power_w / 2)
-    else:
-        # already on the taper: the power now falls linearly to nothing at 100 %
-        bulk_h = 0.0
-        taper_h = (100.0 - soc) * wh_per_percent / (power_w / 2)
-    return (bulk_h + taper_h) * 60.0
+def _inferred_battery_wh(state: SessionState, soc_now: float) -> float | None:
+    """The battery implied by energy per SoC point between the oldest sample that has both
+    and now (`curve.infer_battery_wh`: only when both moved enough to mean something)."""
+    first = next(
+        (s for s in state.samples if s.soc_percent is not None and s.energy_wh is not None),
+        None,
+    )
+    if first is None:
+        return None
+    return curve.infer_battery_wh(
+        soc_first=first.soc_percent,
+        energy_at_first_wh=first.energy_wh,
+        soc_now=soc_now,
+        energy_now_wh=state.energy_wh,
+    )
 
 
 def _figures(state: SessionState) -> dict[str, Any]:

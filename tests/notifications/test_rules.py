@@ -214,7 +214,7 @@ def test_80_percent_without_soc_from_the_battery_size() -> None:
 
 
 def test_ten_minutes_left_from_the_power_curve() -> None:
-    # 60 kWh battery at 93 % drawing 20 kW: ~4.2 kWh missing on the taper (half power) → ~25 min
+    # 60 kWh battery at 93 % drawing 20 kW on the taper: ~24 min to full; at 97.5 %: ~6 min
     far = [Sample(at=T0 + timedelta(minutes=30), energy_wh=30_000, power_w=20_000, soc_percent=93)]
     s = state(far, sent=frozenset({"session_started", "soc_80"}))
     assert due_alerts(s, far[-1].at) == []
