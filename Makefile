@@ -11,7 +11,7 @@ REQUIRE_KERNEL ?= 1
 export REQUIRE_KERNEL
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt openapi openapi-check bench bench-import bench-ocpp bench-reservations clean browser fuzz
+.PHONY: help run test lint fmt openapi openapi-check bench bench-import bench-ocpp bench-reservations clean browser fuzz soak
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ bench-ocpp: $(STAMP) $(KERNEL) ## 10,000 simulated OCPP chargers on one API proc
 
 bench-reservations: $(STAMP) $(KERNEL) ## N drivers racing over M connectors through the real service: holds/s, p99, no double booking
 	$(BIN)/python bench/reservations.py $(BENCH_ARGS)
+
+soak: $(STAMP) $(KERNEL) ## the whole driver journey for 10 min (SOAK_ARGS="--minutes 2"), then its invariants (bench/soak.py)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 fuzz: $(STAMP) $(KERNEL) ## schemathesis over openapi/openapi.json, every operation, >= 5,000 requests (bench/fuzz.py)
 	$(BIN)/python bench/fuzz.py $(FUZZ_ARGS)
