@@ -37,6 +37,7 @@ from app.notifications.rules import (
     SessionState,
     due_alerts,
     is_full,
+    needs_samples,
     parking_outlook,
 )
 from app.notifications.service import SEND_SMS_JOB
@@ -158,6 +159,19 @@ async def session_state(
     row = await queries.session_for_alerts(db, session_id=_uuid(session_id))
     if row is None:
         return None
+    state = SessionState(
+        status=row.status,
+        ocpp_status=ocpp_status_of(row),
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        energy_wh=float(row.energy_wh),
+        power_w=None if row.power_w is None else float(row.power_w),
+        soc_percent=row.soc_percent,
+        battery_wh=None if row.battery_wh is None else float(row.battery_wh),
+        sent=frozenset(row.sent),
+    )
+    if not needs_samples(state):
+        return row, state
     rows = await queries.recent_samples(
         db, transaction_id=row.transaction_id, since=now - SAMPLE_WINDOW
     )
@@ -172,18 +186,7 @@ async def session_state(
         )
         for r in rows
     ]
-    state = SessionState(
-        status=row.status,
-        ocpp_status=ocpp_status_of(row),
-        started_at=row.started_at,
-        ended_at=row.ended_at,
-        energy_wh=float(row.energy_wh),
-        power_w=None if row.power_w is None else float(row.power_w),
-        soc_percent=row.soc_percent,
-        battery_wh=None if row.battery_wh is None else float(row.battery_wh),
-        samples=samples,
-        sent=frozenset(row.sent),
-    )
+    state = msgspec.structs.replace(state, samples=samples)
     return row, state
 
 
@@ -222,6 +225,8 @@ async def session_changed(db: Executor, *, session_id: uuid.UUID | str, now: dat
         return
     row, state = loaded
     if row.driver_id is None or set(SESSION_KINDS) <= state.sent:
+        return
+    if row.ended_at is not None and "session_complete" in state.sent:
         return
     state = await _with_parking(db, row, state, now)
     due = due_alerts(state, now)

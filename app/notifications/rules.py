@@ -194,6 +194,22 @@ def _inferred_battery_wh(state: SessionState, soc_now: float) -> float | None:
     )
 
 
+ESTIMATE_FROM_SOC: Final = 50.0  # below this no car (≤ 4C) is 10 minutes from full
+
+
+def needs_samples(state: SessionState) -> bool:
+    """Whether the rules would look at the recent samples of this state (loading them
+    costs a query on every MeterValues of every paid session, so only when they count):
+    the idle wait of a suspended car, and the power curve near the end of a charge."""
+    if state.ended_at is not None or state.status in ("STARTING", "FAILED", "COMPLETED"):
+        return False
+    if state.status in ("SUSPENDED", "FINISHING"):
+        return "session_complete" not in state.sent or "idle_fee_warning" not in state.sent
+    if "ten_minutes_left" in state.sent or "session_complete" in state.sent:
+        return False
+    return state.soc_percent is None or state.soc_percent >= ESTIMATE_FROM_SOC
+
+
 def _figures(state: SessionState) -> dict[str, Any]:
     facts: dict[str, Any] = {"energy_wh": state.energy_wh}
     soc = _latest_soc(state)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +17,7 @@ from app.notifications.rules import (
     due_alerts,
     estimate_minutes_left,
     is_full,
+    needs_samples,
 )
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -155,6 +157,23 @@ def test_started_comes_first_and_80_percent_only_after_80(
             else:
                 assert s.battery_wh is not None
                 assert s.energy_wh >= 0.6 * s.battery_wh
+
+
+@settings(max_examples=200, deadline=None)
+@given(streams())
+def test_skipping_the_samples_when_they_do_not_count_changes_nothing(
+    stream: list[tuple[Sample, str]],
+) -> None:
+    """`needs_samples` lets session_changed skip a query on most MeterValues: whenever it
+    says no, the rules decide the same without the samples."""
+    sent: set[str] = set()
+    for i, (sample, ocpp) in enumerate(stream):
+        s = state([x for x, _ in stream[: i + 1]], ocpp=ocpp, sent=frozenset(sent))
+        due = due_alerts(s, sample.at)
+        if not needs_samples(s):
+            bare = msgspec.structs.replace(s, samples=())
+            assert [d.kind for d in due_alerts(bare, sample.at)] == [d.kind for d in due]
+        sent |= {d.kind for d in due}
 
 
 # --- The traps, one by one ----------------------------------------------------------------
