@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from app.core.sql import Executor, execute, fetch_all, fetch_one, fetch_val
+from app.notifications.schemas import DevSms
 
 
 class Recipient(msgspec.Struct, frozen=True):
@@ -336,3 +337,32 @@ async def claim_due_messages(
     return await fetch_all(
         db, "notifications.claim_due_messages", DueMessage, limit, lease_until, now
     )
+
+
+async def insert_message(
+    db: Executor,
+    *,
+    to_phone: str,
+    driver_id: uuid.UUID | None,
+    purpose: str,
+    body: str,
+    redacted_body: str | None,
+    expires_at: datetime | None,
+    now: datetime,
+) -> uuid.UUID:
+    value = await fetch_val(
+        db,
+        "notifications.insert_message",
+        to_phone,
+        driver_id,
+        purpose,
+        body,
+        redacted_body,
+        expires_at,
+        now,
+    )
+    return uuid.UUID(str(value))
+
+
+async def recent_sink_messages(db: Executor, *, to: str | None, limit: int) -> list[DevSms]:
+    return await fetch_all(db, "notifications.recent_sink_messages", DevSms, to, limit)

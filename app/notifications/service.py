@@ -19,10 +19,10 @@ import msgspec
 from redis.asyncio import Redis
 
 from app.core import outbox
-from app.core.db import Connection, to_structs
+from app.core.db import Connection
 from app.core.settings import Settings
-from app.core.sql import Q
-from app.notifications.schemas import DevSms, DevSmsPage
+from app.notifications import queries
+from app.notifications.schemas import DevSmsPage
 from app.notifications.sink import SmsSink
 from app.notifications.twilio import SentSms, TwilioSms
 
@@ -84,15 +84,15 @@ async def queue_sms(
 ) -> QueuedSms:
     """Write the message and its `send_sms` outbox row in the caller's transaction.
     With `redacted_body`, the body is a secret: it is replaced once sent or expired."""
-    message_id = await db.fetchval(
-        Q("notifications.insert_message"),
-        to,
-        uuid.UUID(driver_id) if driver_id else None,
-        purpose,
-        body,
-        redacted_body,
-        expires_at,
-        now,
+    message_id = await queries.insert_message(
+        db,
+        to_phone=to,
+        driver_id=uuid.UUID(driver_id) if driver_id else None,
+        purpose=purpose,
+        body=body,
+        redacted_body=redacted_body,
+        expires_at=expires_at,
+        now=now,
     )
     outbox_id = await outbox.enqueue(
         db, job=SEND_SMS_JOB, args={"message_id": str(message_id)}, dedupe_key=f"sms:{message_id}"
@@ -115,5 +115,4 @@ async def enqueue_now(
 
 
 async def recent_sink_messages(db: Connection, *, to: str | None, limit: int) -> DevSmsPage:
-    rows = await db.fetch(Q("notifications.recent_sink_messages"), to, limit)
-    return DevSmsPage(items=to_structs(rows, DevSms))
+    return DevSmsPage(items=await queries.recent_sink_messages(db, to=to, limit=limit))
