@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 from hypothesis import given, settings
@@ -262,3 +263,83 @@ def test_nothing_for_a_session_that_never_started() -> None:
     assert due_alerts(s, T0) == []
     s = SessionState(status="STARTING", started_at=T0)
     assert due_alerts(s, T0) == []
+
+
+# --- The parking outlook (idle_fee_warning) ---------------------------------------------
+
+
+def tariff_with_parking(*, after_s: int | None) -> Any:
+    from app.pricing.engine import compile_tariff
+    from app.pricing.tariff import PriceComponent, Tariff, TariffElement, TariffRestrictions
+
+    parking = TariffElement(
+        price_components=[PriceComponent(type="PARKING_TIME", price="6.00", step_size=60)],
+        restrictions=TariffRestrictions(min_duration=after_s) if after_s else None,
+    )
+    energy = TariffElement(price_components=[PriceComponent(type="ENERGY", price="0.40")])
+    return compile_tariff(
+        Tariff(
+            tariff_id="t", version=1, currency="EUR", vat_percent="19", elements=[parking, energy]
+        )
+    )
+
+
+def test_parking_outlook_says_when_parking_starts_to_cost_and_the_hourly_price() -> None:
+    from zoneinfo import ZoneInfo
+
+    from app.notifications.rules import parking_outlook
+
+    start = T0
+    charged = T0 + timedelta(minutes=50)
+    # parking is charged once the session has lasted 2 hours: 70 min after charging ended
+    outlook = parking_outlook(
+        tariff_with_parking(after_s=7200),
+        ZoneInfo("Europe/Berlin"),
+        started_at=start,
+        charging_end=charged,
+        energy_wh=30_000,
+    )
+    assert outlook is not None
+    starts, per_hour = outlook
+    assert abs((starts - (T0 + timedelta(hours=2))).total_seconds()) <= 60
+    assert per_hour == 714  # €6.00/h + 19 % VAT
+    # parking from the first minute
+    now_outlook = parking_outlook(
+        tariff_with_parking(after_s=None),
+        ZoneInfo("Europe/Berlin"),
+        started_at=start,
+        charging_end=charged,
+        energy_wh=30_000,
+    )
+    assert now_outlook is not None
+    assert abs((now_outlook[0] - charged).total_seconds()) <= 60
+
+
+def test_no_parking_price_no_outlook() -> None:
+    from zoneinfo import ZoneInfo
+
+    from app.notifications.rules import parking_outlook
+    from app.pricing.engine import compile_tariff
+    from app.pricing.tariff import PriceComponent, Tariff, TariffElement
+
+    plain = compile_tariff(
+        Tariff(
+            tariff_id="t",
+            version=1,
+            currency="EUR",
+            vat_percent="19",
+            elements=[
+                TariffElement(price_components=[PriceComponent(type="ENERGY", price="0.40")])
+            ],
+        )
+    )
+    assert (
+        parking_outlook(
+            plain,
+            ZoneInfo("Europe/Berlin"),
+            started_at=T0,
+            charging_end=T0 + timedelta(hours=1),
+            energy_wh=20_000,
+        )
+        is None
+    )
