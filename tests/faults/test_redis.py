@@ -4,7 +4,8 @@ as when the Redis server dies; chargers are simulated over OCPP and spread over 
 workers; localstripe plays Stripe and the recording stand-in plays Twilio.
 
 What "keeps working" means (TARGETS.md "Reliability", API.md):
-- `/health/ready` says 503 naming Redis; `/health/live` stays 200;
+- `/health/ready` says 503 naming Redis; `/health/live` stays 200; SMS-code login, whose
+  send limits live in Redis, fails closed with a 503 problem;
 - nearby search answers 200 with the fleet as it is (it never touches Redis);
 - `POST /v1/reservations` holds a connector now: 201 and the charger gets ReserveNow,
   whichever API worker holds its WebSocket; `DELETE` cancels it and the charger gets
@@ -147,6 +148,10 @@ async def test_redis_down_30_s_search_reservations_and_sessions_keep_working(
 
             await until(redis_down, within_s=5, what="/health/ready 503 for Redis", log=api)
             assert (await probe.get("/health/live")).status_code == 200
+            # SMS-code login keeps its send limits in Redis: it fails closed, clearly
+            r = await http.post("/v1/auth/otp", json={"phone": "+4915112345678"})
+            assert r.status_code == 503, r.text
+            assert r.headers["content-type"].startswith("application/problem+json")
 
             searches: Counter[int] = Counter()
             sessions: list[tuple[dict[str, Any], str]] = []
