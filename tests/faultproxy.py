@@ -22,12 +22,15 @@ import asyncio
 import contextlib
 import socket
 import struct
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int, *, port: int = 0) -> None:
+    def __init__(
+        self, target_host: str, target_port: int, *, port: int = 0, unix_path: str | None = None
+    ) -> None:
         self.target = (target_host, target_port)
+        self.unix_path = unix_path  # the peer listens on a unix socket (embedded PostgreSQL)
         self.port = port
         self.accepted = 0  # connections accepted (a reconnect storm shows here)
         self._server: asyncio.Server | None = None
@@ -40,14 +43,21 @@ class TcpProxy:
         """A proxy in front of the host:port of `url` (postgresql://, redis://, http://)."""
         parts = urlsplit(url)
         default = {"postgresql": 5432, "postgres": 5432, "redis": 6379, "http": 80}
-        return cls(parts.hostname or "127.0.0.1", parts.port or default.get(parts.scheme, 80))
+        port = parts.port or default.get(parts.scheme, 80)
+        # libpq/asyncpg's unix-socket form: postgresql://user@/db?host=/dir (the embedded
+        # PostgreSQL of a fresh machine and CI); the socket is <dir>/.s.PGSQL.<port>.
+        sock_dir = dict(parse_qsl(parts.query)).get("host", "")
+        if sock_dir.startswith("/"):
+            return cls("127.0.0.1", port, unix_path=f"{sock_dir}/.s.PGSQL.{port}")
+        return cls(parts.hostname or "127.0.0.1", port)
 
     def url_for(self, url: str) -> str:
         """`url` with its host:port replaced by this proxy's (credentials kept)."""
         parts = urlsplit(url)
         userinfo, _, _ = parts.netloc.rpartition("@")
         netloc = f"{userinfo}@127.0.0.1:{self.port}" if userinfo else f"127.0.0.1:{self.port}"
-        return urlunsplit(parts._replace(netloc=netloc))
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ("host", "port")])
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
 
     @property
     def up(self) -> bool:
@@ -110,7 +120,10 @@ class TcpProxy:
                         pass
                 return
             try:
-                up_reader, up_writer = await asyncio.open_connection(*self.target)
+                if self.unix_path is not None:
+                    up_reader, up_writer = await asyncio.open_unix_connection(self.unix_path)
+                else:
+                    up_reader, up_writer = await asyncio.open_connection(*self.target)
             except OSError:
                 link.abort()
                 return

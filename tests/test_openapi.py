@@ -39,3 +39,24 @@ def test_errors_are_documented_as_problem_details() -> None:
             assert "422" in op["responses"], f"{method} {path} lacks the 422 problem"
             if path.startswith("/admin/v1/") and "/auth/" not in path:
                 assert {"401", "403"} <= set(op["responses"]), f"{method} {path}"
+
+
+def test_no_one_of_that_an_integer_satisfies_twice() -> None:
+    """`oneOf: [integer, number]` refuses every integer (it matches both branches): the
+    fuzzer then expects `"vat_percent": 0` to be refused, and clients' validators refuse it."""
+    spec = json.loads((ROOT / "openapi" / "openapi.json").read_text())
+    found: list[str] = []
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            kinds = [b.get("type") for b in node.get("oneOf", []) if isinstance(b, dict)]
+            if "integer" in kinds and "number" in kinds:
+                found.append(where)
+            for k, v in node.items():
+                walk(v, f"{where}/{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{where}/{i}")
+
+    walk(spec, "")
+    assert found == []

@@ -3,7 +3,7 @@ msgspec schemas, query parameters from a Struct."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass
 from typing import Any
 
 import msgspec
@@ -129,6 +129,35 @@ def _response_classes(path: str, method: str, op: Operation) -> dict[str, str]:
     return out
 
 
+def _drop_overlapping_integer(node: Any, seen: set[int]) -> None:
+    """Litestar writes `int | float` as `oneOf: [integer, number]`, which no integer
+    satisfies (it matches both, and `oneOf` wants exactly one): a fuzzer then sends `0`
+    expecting a refusal. `number` already admits integers, so the integer branch goes."""
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, Schema):
+        if node.one_of:
+            kinds = {s.type for s in node.one_of if isinstance(s, Schema)}
+            if OpenAPIType.INTEGER in kinds and OpenAPIType.NUMBER in kinds:
+                node.one_of = [
+                    s
+                    for s in node.one_of
+                    if not (isinstance(s, Schema) and s.type == OpenAPIType.INTEGER)
+                ]
+        for value in vars(node).values():
+            _drop_overlapping_integer(value, seen)
+    elif is_dataclass(node) and not isinstance(node, type):  # PathItem, Operation, ...
+        for value in vars(node).values():
+            _drop_overlapping_integer(value, seen)
+    elif isinstance(node, dict):
+        for value in node.values():
+            _drop_overlapping_integer(value, seen)
+    elif isinstance(node, list | tuple):
+        for value in node:
+            _drop_overlapping_integer(value, seen)
+
+
 def finalize_openapi(app: Litestar) -> None:
     """Describe our error contract in the generated document: invalid input is a 422
     problem (not Litestar's default 400), and every class of route documents the errors
@@ -140,6 +169,8 @@ def finalize_openapi(app: Litestar) -> None:
     if openapi.components.schemas is None:
         openapi.components.schemas = {}
     openapi.components.schemas["Problem"] = schema_from_dict(inline_schema(Problem))
+    _drop_overlapping_integer(openapi.components.schemas, set())
+    _drop_overlapping_integer(openapi.paths, set())
     schemes = openapi.components.security_schemes
     if schemes is not None and "staffBearer" not in schemes:
         schemes["staffBearer"] = SecurityScheme(
