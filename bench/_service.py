@@ -18,7 +18,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.core.embedded import free_port  # noqa: E402
+from app.core.embedded import dsn_for_database, free_port  # noqa: E402
 
 
 @dataclass
@@ -105,3 +105,45 @@ def admin_token(http: Any, secret: str) -> str:
     r.raise_for_status()
     token: str = r.json()["access_token"]
     return token
+
+
+async def reset_database(url: str, name: str) -> str:
+    """A new empty database `name` on the server of `url` (dropped first); its DSN."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return dsn_for_database(url, name)
+
+
+async def wait_available(db_url: str, n: int) -> None:
+    """Until `n` connectors are AVAILABLE on chargers the service sees online (60 s)."""
+    import asyncio
+
+    import asyncpg
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                ready = await conn.fetchval(
+                    """SELECT count(*) FROM connectors k JOIN charger_connectivity h USING (charger_id)
+                        WHERE h.state = 'online' AND k.status = 'AVAILABLE'"""
+                )
+                if ready >= n:
+                    return
+                await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+
+
+def pct_ms(values: list[float], q: float) -> float:
+    """The q-quantile (0..1, nearest rank) of durations in seconds, in milliseconds."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000

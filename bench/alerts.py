@@ -55,11 +55,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.core.db import init_connection  # noqa: E402
-from app.core.embedded import Services, dsn_for_database  # noqa: E402
+from app.core.embedded import Services  # noqa: E402
 from app.notifications.alerts import queue_alert  # noqa: E402
 from app.sim import SimCharger, SimOptions, connect  # noqa: E402
 from app.sim.state import Transaction  # noqa: E402
-from bench._service import admin_token, create_admin, running_service  # noqa: E402
+from bench._service import admin_token, create_admin, reset_database, running_service  # noqa: E402
 from tests.standins.twilio import ACCOUNT_SID, AUTH_TOKEN, FROM  # noqa: E402
 
 DB_NAME = "voltway_bench_alerts"
@@ -147,16 +147,6 @@ def fleet(chargers: int) -> dict[str, Any]:
             }
         )
     return {"sites": sites}
-
-
-async def reset_database(url: str, name: str) -> str:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return dsn_for_database(url, name)
 
 
 def pct(values: list[float], q: float) -> float:

@@ -20,14 +20,19 @@ import sys
 import time
 from pathlib import Path
 
-import asyncpg
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.core.embedded import Services, dsn_for_database  # noqa: E402
-from bench._service import RunningService, admin_token, create_admin, running_service  # noqa:E402
+from app.core.embedded import Services  # noqa: E402
+from bench._service import (  # noqa: E402
+    RunningService,
+    admin_token,
+    create_admin,
+    reset_database,
+    running_service,
+)
 
 CITIES = [
     (52.52, 13.405, "Europe/Berlin"),
@@ -87,16 +92,6 @@ def rss_mb(pid: int) -> float:
     pids += list(children | grandchildren)
     total = sum(r for p, _, r in rows if p in pids)
     return total / 1024
-
-
-async def reset_database(url: str, name: str) -> str:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return dsn_for_database(url, name)
 
 
 def main() -> int:

@@ -41,8 +41,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.core.embedded import Services  # noqa: E402
-from bench._service import RunningService, admin_token, create_admin, running_service  # noqa:E402
-from bench.fleet_import import reset_database  # noqa: E402
+from bench._service import (  # noqa: E402
+    RunningService,
+    admin_token,
+    create_admin,
+    reset_database,
+    running_service,
+)
 
 DATABASE = "voltway_bench_ocpp"
 PASSWORD_TEMPLATE = "simpass-{n:08d}"  # the simulator's default (app/sim/fleet.py)

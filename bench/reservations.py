@@ -52,10 +52,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.core.auth import DriverPrincipal, issue_driver_token  # noqa: E402
-from app.core.embedded import Services, dsn_for_database  # noqa: E402
+from app.core.embedded import Services  # noqa: E402
 from app.core.settings import Settings  # noqa: E402
 from app.identity.codes import new_id_tag  # noqa: E402
-from bench._service import admin_token, create_admin, running_service  # noqa: E402
+from bench._service import (  # noqa: E402
+    admin_token,
+    create_admin,
+    reset_database,
+    running_service,
+    wait_available,
+)
+from bench._service import pct_ms as pct  # noqa: E402
 
 DB_NAME = "voltway_bench_reservations"
 PASSWORD = "bench-reservations-password"
@@ -87,16 +94,6 @@ def fleet(connectors: int, per_charger: int = 2) -> dict[str, Any]:
             }
         )
     return {"sites": sites}
-
-
-async def reset_database(url: str, name: str) -> str:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return dsn_for_database(url, name)
 
 
 async def make_drivers(db_url: str, settings: Settings, n: int) -> list[str]:
@@ -171,13 +168,6 @@ class Stats:
         # (reservation_id, connector_id, 201 received, DELETE sent) on one monotonic clock
         self.won: list[tuple[str, str, float, float]] = []
         self.errors = 0
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 async def driver_loop(
@@ -454,22 +444,6 @@ async def race(
 def _admin_token(base: str, secret: str) -> str:
     with httpx.Client(base_url=base, timeout=30) as http:
         return admin_token(http, secret)
-
-
-async def wait_available(db_url: str, n: int) -> None:
-    conn = await asyncpg.connect(db_url)
-    try:
-        async with asyncio.timeout(60):
-            while True:
-                ready = await conn.fetchval(
-                    """SELECT count(*) FROM connectors k JOIN charger_connectivity h USING (charger_id)
-                        WHERE h.state = 'online' AND k.status = 'AVAILABLE'"""
-                )
-                if ready >= n:
-                    return
-                await asyncio.sleep(0.1)
-    finally:
-        await conn.close()
 
 
 def main() -> int:

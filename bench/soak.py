@@ -77,11 +77,12 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.core.embedded import Services, dsn_for_database, free_port  # noqa: E402
+from app.core.embedded import Services, free_port  # noqa: E402
 from app.payments.localstripe import DEMO_SECRET_KEY  # noqa: E402
 from app.payments.stripe_client import Gateway  # noqa: E402
 from app.sim import CallStats, SessionPlan, SimCharger, SimOptions  # noqa: E402
-from bench._service import admin_token, create_admin  # noqa: E402
+from bench._service import admin_token, create_admin, reset_database  # noqa: E402
+from bench._service import pct_ms as pct  # noqa: E402
 
 DB_NAME = "voltway_bench_soak"
 PASSWORD = "soak-charger-password-0001"
@@ -150,16 +151,6 @@ def running_service(env: dict[str, str], log_path: Path) -> Iterator[Service]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-
-
-async def reset_database(url: str, name: str) -> str:
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return dsn_for_database(url, name)
 
 
 def fleet(chargers: int) -> dict[str, Any]:
@@ -735,11 +726,6 @@ async def check(
 
 
 # ----------------------------------------------------------------------------- report
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else 0.0
 
 
 def latency_table(stats: Stats) -> str:

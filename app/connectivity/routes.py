@@ -137,8 +137,9 @@ class AlertController(Controller):
         cursor: FromQuery[str | None] = None,
     ) -> AlertPage:
         """Raised on quarantine, on an outage longer than `OFFLINE_ALERT_AFTER_S` (once per
-        outage), on data-usage threshold events and on flapping connections. Sending them
-        by SMS is the SMS issue's (not yet: `delivered_at` stays null)."""
+        outage), on data-usage threshold events, on flapping connections, and on payment
+        problems (a capture that failed, a dispute, a stale hold, a mismatch with Stripe:
+        these name a session or PaymentIntent instead of a charger)."""
         return await alerts.list_alerts(
             db, kind=kind, open_only=open_only, limit=limit, cursor=cursor
         )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -257,30 +258,35 @@ async def reconcile_payments(ctx: dict[str, Any]) -> dict[str, int]:
     if gateway is None:
         return counts
     now = _clock(ctx).now()
+
+    async def each(rows: Sequence[Any], fix: Callable[[Any], Awaitable[None]]) -> bool:
+        """`fix` every row; False once Stripe is away (the next run goes on)."""
+        for row in rows:
+            try:
+                await fix(row)
+            except (StripeUnavailable, service.PaymentsUnavailable):
+                return False
+            except stripe.StripeError as exc:  # this one PaymentIntent: log, go on
+                log.warning("reconciliation skipped a payment: %r", exc)
+        return True
+
     stale_before = now - timedelta(seconds=settings.payment_stale_hold_s)
-    for hold in await q.stale_holds(pool, before=stale_before, limit=RECONCILE_BATCH):
-        try:
-            await _stale_hold(pool, gateway, hold, now, counts)
-        except (StripeUnavailable, service.PaymentsUnavailable):
-            return counts  # Stripe away: the next run goes on
-        except stripe.StripeError as exc:  # this one PaymentIntent: log, go on
-            log.warning("reconciliation skipped a payment: %r", exc)
+    if not await each(
+        await q.stale_holds(pool, before=stale_before, limit=RECONCILE_BATCH),
+        lambda hold: _stale_hold(pool, gateway, hold, now, counts),
+    ):
+        return counts
     stall_before = now - timedelta(seconds=CAPTURE_STALL_S)
-    for decided in await q.captures_to_check(pool, before=stall_before, limit=RECONCILE_BATCH):
-        try:
-            await _stalled_capture(pool, gateway, decided.payment_intent_id, now, counts)
-        except (StripeUnavailable, service.PaymentsUnavailable):
-            return counts  # Stripe away: the next run goes on
-        except stripe.StripeError as exc:  # this one PaymentIntent: log, go on
-            log.warning("reconciliation skipped a payment: %r", exc)
+    if not await each(
+        await q.captures_to_check(pool, before=stall_before, limit=RECONCILE_BATCH),
+        lambda d: _stalled_capture(pool, gateway, d.payment_intent_id, now, counts),
+    ):
+        return counts
     recheck_before = now - timedelta(seconds=RECHECK_AFTER_S)
-    for row in await q.intents_to_check(pool, before=recheck_before, limit=RECONCILE_BATCH):
-        try:
-            await _recheck(pool, gateway, row.payment_intent_id, now, counts)
-        except (StripeUnavailable, service.PaymentsUnavailable):
-            return counts  # Stripe away: the next run goes on
-        except stripe.StripeError as exc:  # this one PaymentIntent: log, go on
-            log.warning("reconciliation skipped a payment: %r", exc)
+    await each(
+        await q.intents_to_check(pool, before=recheck_before, limit=RECONCILE_BATCH),
+        lambda row: _recheck(pool, gateway, row.payment_intent_id, now, counts),
+    )
     return counts
 
 

@@ -23,8 +23,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import asyncpg
 
@@ -36,6 +37,7 @@ from app.reservations import service
 
 log = logging.getLogger("app.reservations")
 CHANNEL: Final = "vw_reservations"
+T = TypeVar("T")
 
 
 def _config(ctx: dict[str, Any]) -> service.ReservationsConfig:
@@ -49,48 +51,40 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+async def _step(
+    ctx: dict[str, Any], outbox_id: int, step: Callable[..., Awaitable[T]], **ids: Any
+) -> T:
+    """Run one service step for an outbox job (with the charger commands, the clock and the
+    config) and mark the outbox row done on the same connection."""
+    pool: asyncpg.Pool = ctx["pool"]
+    async with pool.acquire() as conn:
+        outcome = await step(conn, commands_from(ctx), now=_now(), config=_config(ctx), **ids)
+        await outbox.mark_done(conn, outbox_id)
+    return outcome
+
+
 async def begin_reservation_slot(
     ctx: dict[str, Any], outbox_id: int, *, reservation_id: str, attempt: int = 0
 ) -> str:
-    pool: asyncpg.Pool = ctx["pool"]
-    async with pool.acquire() as conn:
-        outcome = await service.begin_slot(
-            conn,
-            commands_from(ctx),
-            reservation_id=uuid.UUID(reservation_id),
-            now=_now(),
-            attempt=attempt,
-            config=_config(ctx),
-        )
-        await outbox.mark_done(conn, outbox_id)
-    return outcome
+    return await _step(
+        ctx,
+        outbox_id,
+        service.begin_slot,
+        reservation_id=uuid.UUID(reservation_id),
+        attempt=attempt,
+    )
 
 
 async def release_reservation(ctx: dict[str, Any], outbox_id: int, *, reservation_id: str) -> str:
-    pool: asyncpg.Pool = ctx["pool"]
-    async with pool.acquire() as conn:
-        outcome = await service.release_at_charger(
-            conn,
-            commands_from(ctx),
-            reservation_id=uuid.UUID(reservation_id),
-            now=_now(),
-            config=_config(ctx),
-        )
-        await outbox.mark_done(conn, outbox_id)
-    return outcome
+    return await _step(
+        ctx, outbox_id, service.release_at_charger, reservation_id=uuid.UUID(reservation_id)
+    )
 
 
 async def move_reservations(ctx: dict[str, Any], outbox_id: int, *, charger_id: str) -> int:
-    pool: asyncpg.Pool = ctx["pool"]
-    async with pool.acquire() as conn:
-        outcomes = await service.move_off_charger(
-            conn,
-            commands_from(ctx),
-            charger_id=uuid.UUID(charger_id),
-            now=_now(),
-            config=_config(ctx),
-        )
-        await outbox.mark_done(conn, outbox_id)
+    outcomes = await _step(
+        ctx, outbox_id, service.move_off_charger, charger_id=uuid.UUID(charger_id)
+    )
     if outcomes:
         log.info("reservations of charger %s: %s", charger_id, outcomes)
         await _relay_quietly(ctx)  # the SMS and the moved slots' jobs, now
@@ -100,17 +94,7 @@ async def move_reservations(ctx: dict[str, Any], outbox_id: int, *, charger_id: 
 async def resync_charger_reservations(
     ctx: dict[str, Any], outbox_id: int, *, charger_id: str
 ) -> dict[str, int]:
-    pool: asyncpg.Pool = ctx["pool"]
-    async with pool.acquire() as conn:
-        sent = await service.resync_charger(
-            conn,
-            commands_from(ctx),
-            charger_id=uuid.UUID(charger_id),
-            now=_now(),
-            config=_config(ctx),
-        )
-        await outbox.mark_done(conn, outbox_id)
-    return sent
+    return await _step(ctx, outbox_id, service.resync_charger, charger_id=uuid.UUID(charger_id))
 
 
 async def expire_reservations(ctx: dict[str, Any]) -> int:

@@ -154,10 +154,11 @@ RETURNING alert_id;
 SELECT count(*) FROM operator_alerts WHERE acknowledged_at IS NULL;
 
 -- name: list_alerts
--- A page of alerts, newest first, optionally by kind and only the open ones.
+-- A page of alerts, newest first, optionally by kind and only the open ones. Payment
+-- alerts have no charger (LEFT JOIN).
 SELECT a.alert_id, a.charger_id::text AS charger_id, c.charge_point_id, a.kind, a.reason, a.detail, a.raised_at,
-       a.acknowledged_at, a.delivered_at
-FROM operator_alerts a JOIN chargers c ON c.charger_id = a.charger_id
+       a.acknowledged_at, a.delivered_at, a.session_id::text AS session_id, a.payment_intent_id
+FROM operator_alerts a LEFT JOIN chargers c ON c.charger_id = a.charger_id
 WHERE ($1::text IS NULL OR a.kind = $1)
   AND (NOT $2::boolean OR a.acknowledged_at IS NULL)
   AND ($3::bigint IS NULL OR a.alert_id < $3)

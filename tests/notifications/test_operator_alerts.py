@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -187,3 +188,37 @@ async def test_acknowledge_is_audited_and_answers_the_first_time_again(
     viewer = staff_token(settings, roles=(Role.VIEWER,))
     r = await client.post(f"/admin/v1/alerts/{alert_id}/acknowledge", headers=auth(viewer))
     assert r.status_code == 403
+
+
+async def test_payment_alerts_without_a_charger_are_listed_for_operators(
+    client: AsyncTestClient[Litestar], db: asyncpg.Connection, settings: Settings
+) -> None:
+    """A payment problem concerns a session or a PaymentIntent, not a charger: operators
+    see it in `GET /admin/v1/alerts` beside the connectivity ones (it was left out)."""
+    from app.payments.service import raise_alert as raise_payment_alert
+
+    quarantine_id = await raise_quarantine(db)
+    session_id = uuid.uuid4()
+    assert await raise_payment_alert(
+        db,
+        kind="payment_capture_failed",
+        reason="card_declined",
+        dedupe_key=f"capture:{session_id}",
+        now=datetime.now(UTC),
+        payment_intent_id="pi_test_123",
+        session_id=session_id,
+    )
+    token = staff_token(settings, roles=(Role.VIEWER,))
+    r = await client.get("/admin/v1/alerts", headers=auth(token))
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert [a["kind"] for a in items] == ["payment_capture_failed", "quarantine"]
+    payment, quarantine = items
+    assert payment["charger_id"] is None and payment["charge_point_id"] is None
+    assert payment["session_id"] == str(session_id)
+    assert payment["payment_intent_id"] == "pi_test_123"
+    assert quarantine["alert_id"] == quarantine_id and quarantine["charger_id"]
+    r = await client.get(
+        "/admin/v1/alerts", params={"kind": "payment_capture_failed"}, headers=auth(token)
+    )
+    assert [a["session_id"] for a in r.json()["items"]] == [str(session_id)]
