@@ -6,6 +6,11 @@
   database cloned from it (fast, and lets tests commit and run concurrently).
 - Redis: `REDIS_URL` when set, else an embedded Valkey; each test gets its own key
   namespace, so parallel runs never collide.
+
+Under pytest-xdist (`make test` runs `-n 2`: most tests wait on sockets, timers and
+subprocesses, not on the CPU) the controller starts the embedded servers once, before the
+workers exist, and hands them their URLs through `DATABASE_URL` / `REDIS_URL`; each worker
+builds its own template database.
 """
 
 from __future__ import annotations
@@ -26,6 +31,27 @@ from app.core.settings import ROOT, Settings
 from app.main import create_app
 
 TEST_JWT_SECRET = "test-jwt-secret-with-enough-entropy-0123456789"
+
+_CONTROLLER_SERVERS: list[EmbeddedPostgres | EmbeddedValkey] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The xdist controller (it has `-n`, it is not a worker) starts the embedded servers
+    the workers share; a plain run leaves that to the session fixtures below."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        if not os.environ.get("DATABASE_URL"):
+            pg = EmbeddedPostgres(ROOT / ".data" / "pg")
+            os.environ["DATABASE_URL"] = pg.start()
+            _CONTROLLER_SERVERS.append(pg)
+        if not os.environ.get("REDIS_URL"):
+            valkey = EmbeddedValkey(ROOT / ".data" / "valkey-test")
+            os.environ["REDIS_URL"] = valkey.start()
+            _CONTROLLER_SERVERS.append(valkey)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _CONTROLLER_SERVERS:
+        _CONTROLLER_SERVERS.pop().stop()
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,13 @@ async def load_index(dsn: str) -> FleetIndex:
     connection and event loop: decoding a million rows takes seconds, and doing it on the
     serving loop would stall every request of this worker meanwhile (the thread only
     competes for the GIL, which the serving loop gets back every few milliseconds)."""
-    return await asyncio.to_thread(asyncio.run, _load(dsn))
+    return await asyncio.to_thread(_load_in_thread, dsn)
+
+
+def _load_in_thread(dsn: str) -> FleetIndex:
+    # The coroutine is made here, in the thread: made by the caller, it was never awaited
+    # (a RuntimeWarning) when the caller was cancelled before the thread began.
+    return asyncio.run(_load(dsn))
 
 
 async def _load(dsn: str) -> FleetIndex:
