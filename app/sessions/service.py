@@ -589,19 +589,22 @@ async def live_changed(
 
 
 async def running_cost(db: Executor, row: SessionRow, now: datetime) -> int | None:
-    """The cost so far of a running session, priced with its locked tariff version."""
+    """The cost so far of a running session, priced with its locked tariff version. A
+    session the charger already ended (its bill not written yet) costs what it will be
+    billed: nothing accrues after its end (time after it would add a parking step)."""
     if row.tariff_id is None or row.tariff_version is None:
         return None
     ct = await compiled_tariff(db, row.tariff_id, row.tariff_version)
     readings = await queries.energy_readings(db, transaction_id=row.transaction_id)
+    ended = row.ended_at is not None
     bill = billing.bill_session(
         ct,
         ZoneInfo(row.timezone),
         start_at=row.started_at,
         meter_start_wh=row.meter_start_wh,
         readings=[Reading(r.at, r.wh) for r in readings],
-        end_at=max(now, row.started_at),
-        meter_stop_wh=None,
+        end_at=row.ended_at if row.ended_at is not None else max(now, row.started_at),
+        meter_stop_wh=row.meter_stop_wh if ended else None,
         charging_end=row.charging_ended_at,
     )
     return bill.total_minor

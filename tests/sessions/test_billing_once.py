@@ -5,6 +5,7 @@ its bill."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -191,3 +192,33 @@ async def test_a_stop_for_a_transaction_not_started_yet_changes_nothing(world: S
     assert answer is None
     assert await _bills(world, started["session_id"]) == 0
     assert (await world.session(driver, started["session_id"]))["status"] == "STARTING"
+
+
+async def test_the_cost_so_far_of_an_ended_session_is_its_bill(world: Site) -> None:
+    """An alert written the moment the car stops (80 % and unplugged at once) quotes the
+    cost so far; once the charger ended the session nothing accrues after its end, so
+    that figure is the bill's total (it said 10.31 € against a 10.19 € receipt: the
+    parking time between the stop and the alert, rounded up to a whole minute)."""
+    from datetime import timedelta
+
+    from app.sessions import queries as session_queries
+    from app.sessions.service import running_cost
+
+    per_minute = {"type": "PARKING_TIME", "price": "6.00", "step_size": 60}
+    await world.use_tariff(
+        [{"price_components": [{"type": "ENERGY", "price": "0.50", "step_size": 1}, per_minute]}]
+    )
+    sim, driver, sid = await _charging(world)
+    tx = sim.transaction(1)
+    assert tx is not None
+    await sim.send_meter_values(1, energy_wh=tx.meter_start_wh + 4_000, power_w=22_000)
+    await sim.stop_transaction(1, reason="EVDisconnected")
+    done = await world.until(driver, sid, lambda v: v["receipt"] is not None)
+    row = await session_queries.session(world.db, session_id=uuid.UUID(sid))
+    assert row is not None
+    assert row.ended_at is not None
+    for later in (timedelta(0), timedelta(milliseconds=50), timedelta(minutes=5)):
+        assert (
+            await running_cost(world.db, row, row.ended_at + later)
+            == (done["receipt"]["total_minor"])
+        )
