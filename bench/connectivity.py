@@ -36,9 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 from app.connectivity.__main__ import build as build_push  # noqa: E402
 from app.connectivity.client import ClientConfig, ControlCenterClient  # noqa: E402
-from app.core.embedded import Services, dsn_for_database  # noqa: E402
+from app.core.embedded import Services  # noqa: E402
 from app.core.migrations import migrate  # noqa: E402
-from bench._service import running_service  # noqa: E402
+from bench._service import reset_database, running_service  # noqa: E402
 from tests.standins.control_center import ControlCenterStandIn, make_iccid  # noqa: E402
 
 DB_NAME = "voltway_bench_connectivity"
@@ -69,13 +69,7 @@ def site_position(i: int) -> tuple[float, float]:
 
 async def build_fleet(admin_url: str, n: int) -> str:
     """A fresh database with `n` online chargers (2 AVAILABLE connectors each, a SIM)."""
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    finally:
-        await conn.close()
-    url = dsn_for_database(admin_url, DB_NAME)
+    url = await reset_database(admin_url, DB_NAME)
     await migrate(url)
     conn = await asyncpg.connect(url)
     try:
