@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from app.pricing.engine import Bill
-from app.pricing.tariff import ComponentType, TariffElement
+from app.pricing.tariff import ComponentType, TariffElement, TariffRestrictions
 
 VatPercentIn = Annotated[
     str | int | float,
@@ -20,13 +20,37 @@ VatPercentIn = Annotated[
 ]
 
 
+PriceIn = Annotated[
+    str | int | float,
+    msgspec.Meta(
+        description='Excluding VAT: a decimal string (`"0.3900"`) or a JSON number (`0.39`); '
+        "answered as a decimal string",
+        examples=["0.3900"],
+    ),
+]
+
+
+class PriceComponentIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One priced dimension as an admin sends it (`price` a string or a number)."""
+
+    type: ComponentType
+    price: PriceIn
+    step_size: int = 1
+
+
+class TariffElementIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    price_components: list[PriceComponentIn]
+    restrictions: TariffRestrictions | None = None
+
+
 class TariffIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """A tariff as published by a pricing admin (OCPI 2.2.1 elements, prices excl. VAT)."""
+    """A tariff as published by a pricing admin (OCPI 2.2.1 elements, prices excl. VAT).
+    Prices and `vat_percent` may be JSON numbers; the stored tariff has decimal strings."""
 
     name: str = msgspec.field(default="")
     currency: str
     vat_percent: VatPercentIn
-    elements: list[TariffElement]
+    elements: list[TariffElementIn]
 
 
 class TariffRef(msgspec.Struct, frozen=True, kw_only=True):

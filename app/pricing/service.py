@@ -36,7 +36,7 @@ from app.pricing.schemas import (
     TimelineBand,
     quote_lines,
 )
-from app.pricing.tariff import Tariff, validate_tariff
+from app.pricing.tariff import PriceComponent, Tariff, TariffElement, validate_tariff
 
 MAX_TIMELINE = timedelta(days=31)
 MIN_YEAR, MAX_YEAR = 1971, 2999
@@ -126,7 +126,16 @@ def checked_tariff(body: TariffIn, tariff_id: str = "new", version: int = 1) -> 
         version=version,
         currency=body.currency,
         vat_percent=decimal_text(body.vat_percent),
-        elements=body.elements,
+        elements=[
+            TariffElement(
+                price_components=[
+                    PriceComponent(type=c.type, price=decimal_text(c.price), step_size=c.step_size)
+                    for c in e.price_components
+                ],
+                restrictions=e.restrictions,
+            )
+            for e in body.elements
+        ],
         name=body.name,
     )
     errors = validate_tariff(tariff)

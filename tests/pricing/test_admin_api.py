@@ -164,7 +164,7 @@ def _with(path: list[Any], value: Any) -> dict[str, Any]:
         (_with(["elements"], []), "elements"),
         (_with(["elements", 0, "price_components", 0, "type"], "KWH"), "type"),
         (_with(["elements", 0, "restrictions", "day_of_week"], ["FUNDAY"]), "day_of_week"),
-        (_with(["elements", 0, "price_components", 0, "price"], 0.6), "price"),
+        (_with(["elements", 0, "price_components", 0, "price"], True), "price"),
     ],
 )
 async def test_invalid_tariffs_are_422_and_nothing_is_written(
@@ -391,6 +391,44 @@ async def test_vat_percent_as_a_json_number_or_a_decimal_string(
     r = await client.get(f"/admin/v1/tariffs/{tid}", headers=headers)
     assert r.status_code == 200
     assert r.json()["vat_percent"] == answered
+
+
+def _energy_price(body: dict[str, Any], price: Any) -> dict[str, Any]:
+    """PEAK_OFFPEAK with the off-peak energy price replaced by `price`."""
+    off_peak = {
+        "price_components": [
+            {"type": "ENERGY", "price": price, "step_size": 1},
+            {"type": "PARKING_TIME", "price": 6, "step_size": 60},
+        ]
+    }
+    return {**body, "elements": [body["elements"][0], off_peak]}
+
+
+@pytest.mark.parametrize(
+    ("sent", "answered"), [(0.4, "0.4"), (0.39, "0.39"), (1, "1"), (0, "0"), ("0.3900", "0.3900")]
+)
+async def test_prices_as_json_numbers_are_accepted_and_answered_as_strings(
+    client: Client, headers: dict[str, str], sent: float | str, answered: str
+) -> None:
+    """API.md: prices are decimal strings, numbers accepted too. The bill prices the
+    number exactly as its decimal text (0.39, not the binary float 0.38999…)."""
+    tid = await publish(client, headers, _energy_price(PEAK_OFFPEAK, sent))
+    r = await client.get(f"/admin/v1/tariffs/{tid}", headers=headers)
+    assert r.status_code == 200
+    components = r.json()["elements"][1]["price_components"]
+    assert [c["price"] for c in components] == [answered, "6"]
+
+
+@pytest.mark.parametrize("sent", [True, None, -0.1, 1e-7, 5e-324, "0,39", [0.39]])
+async def test_prices_that_are_no_price_are_422(
+    client: Client, headers: dict[str, str], sent: Any
+) -> None:
+    r = await client.post(
+        "/admin/v1/tariffs", json=_energy_price(PEAK_OFFPEAK, sent), headers=headers
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "validation_failed"
+    assert any(e["field"].endswith("price") for e in r.json()["errors"]), r.json()
 
 
 @pytest.mark.parametrize("sent", [True, None, -1, 100.5, 1e-7, "19%", [19]])
