@@ -11,8 +11,8 @@ from typing import Any, Final
 
 import asyncpg
 
+from app.chargers import queries as q
 from app.connectivity import service as connectivity
-from app.core.sql import Q
 from app.fleet.service import verify_ocpp_password
 from app.sessions import service as sessions
 from app.sessions import state as session_state
@@ -49,17 +49,17 @@ async def authenticate(
     pool: asyncpg.Pool, charge_point_id: str, password: str | None
 ) -> ChargerIdentity | None:
     """The charger when the id exists and the password matches, else None."""
-    row = await pool.fetchrow(Q("chargers.credentials"), charge_point_id)
+    row = await q.credentials(pool, charge_point_id=charge_point_id)
     if row is None or password is None:
         return None
-    if not verify_ocpp_password(charge_point_id, password, row["ocpp_password_hash"]):
+    if not verify_ocpp_password(charge_point_id, password, row.ocpp_password_hash):
         return None
-    return ChargerIdentity(row["charger_id"], charge_point_id, row["iccid"])
+    return ChargerIdentity(row.charger_id, charge_point_id, row.iccid)
 
 
 async def connected(pool: asyncpg.Pool, charger: ChargerIdentity, connection_id: uuid.UUID) -> None:
     """This connection holds the charger now; many connections in a short window alert."""
-    await pool.execute(Q("chargers.claim_link"), charger.charger_id, connection_id)
+    await q.claim_link(pool, charger_id=charger.charger_id, connection_id=connection_id)
     async with pool.acquire() as conn:
         await connectivity.link_opened(
             conn, charger.charger_id, datetime.now(UTC), connectivity.config_for(pool)
@@ -70,7 +70,7 @@ async def disconnected(
     pool: asyncpg.Pool, charger: ChargerIdentity, connection_id: uuid.UUID
 ) -> bool:
     """Mark this connection closed; True when it was still the charger's current one."""
-    return bool(await pool.fetchval(Q("chargers.release_link"), charger.charger_id, connection_id))
+    return await q.release_link(pool, charger_id=charger.charger_id, connection_id=connection_id)
 
 
 async def went_offline(
@@ -79,8 +79,8 @@ async def went_offline(
     """After the grace period: settle (offline/socket_down) unless a newer connection
     exists; True when the state changed."""
     async with pool.acquire() as conn, conn.transaction():
-        still = await conn.fetchval(
-            Q("chargers.link_is_current_and_down"), charger.charger_id, connection_id
+        still = await q.link_is_current_and_down(
+            conn, charger_id=charger.charger_id, connection_id=connection_id
         )
         if not still:
             return False
@@ -104,15 +104,13 @@ async def boot(
     info = {k: v for k, v in payload.items() if isinstance(v, str)}
     async with pool.acquire() as conn, conn.transaction():
         # The connectivity row first: the lock order of every settle.
-        await conn.fetchrow(Q("chargers.connectivity_for_update"), charger.charger_id)
-        await conn.execute(Q("chargers.record_boot"), charger.charger_id, iccid, info)
-        registered = await conn.fetchval(
-            "SELECT iccid FROM chargers WHERE charger_id = $1", charger.charger_id
-        )
+        await q.lock_connectivity(conn, charger_id=charger.charger_id)
+        await q.record_boot(conn, charger_id=charger.charger_id, iccid=iccid, info=info)
+        registered = await q.registered_iccid(conn, charger_id=charger.charger_id)
         if iccid and registered is None:
             try:
                 async with conn.transaction():
-                    await conn.execute(Q("chargers.bind_iccid"), charger.charger_id, iccid)
+                    await q.bind_iccid(conn, charger_id=charger.charger_id, iccid=iccid)
             except asyncpg.UniqueViolationError:  # that SIM belongs to another charger
                 registered = "(another charger's)"
         if iccid and registered is not None and registered != iccid:
@@ -122,7 +120,7 @@ async def boot(
                 registered,
                 iccid,
             )
-        await conn.execute(Q("chargers.touch"), charger.charger_id, now)
+        await q.touch(conn, charger_id=charger.charger_id, now=now)
         row, _ = await connectivity.settle_charger(
             conn, charger.charger_id, connectivity.config_for(pool).health, now, source=SOURCE
         )
@@ -132,7 +130,7 @@ async def boot(
 async def heartbeat(pool: asyncpg.Pool, charger: ChargerIdentity, now: datetime) -> None:
     """The charger was seen now: settle (back online after an outage)."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(Q("chargers.touch"), charger.charger_id, now)
+        await q.touch(conn, charger_id=charger.charger_id, now=now)
         await connectivity.settle_charger(
             conn, charger.charger_id, connectivity.config_for(pool).health, now, source=SOURCE
         )
@@ -149,30 +147,30 @@ async def status(
     if mapped is None:
         return
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(Q("chargers.touch"), charger.charger_id, datetime.now(UTC))
+        await q.touch(conn, charger_id=charger.charger_id, now=datetime.now(UTC))
         if connector_no == 0:
             # The whole charger: only "out of service" statuses apply to every connector;
             # each connector reports its own Available/Charging/...
             if mapped in ("UNAVAILABLE", "FAULTED"):
-                await conn.execute(
-                    Q("chargers.set_all_connector_statuses"), charger.charger_id, mapped, at
+                await q.set_all_connector_statuses(
+                    conn, charger_id=charger.charger_id, status=mapped, at=at
                 )
             return
-        await conn.execute(
-            Q("chargers.set_connector_status"), charger.charger_id, connector_no, mapped, at
+        await q.set_connector_status(
+            conn, charger_id=charger.charger_id, connector_no=connector_no, status=mapped, at=at
         )
         session_status = SESSION_STATUS.get(ocpp_status)
         if session_status is not None:
-            changed = await conn.fetch(
-                Q("chargers.set_open_session_status"),
-                charger.charger_id,
-                connector_no,
-                session_status,
-                session_state.is_idle(ocpp_status),
-                at,
-                list(session_state.LIVE),
+            changed = await q.set_open_session_status(
+                conn,
+                charger_id=charger.charger_id,
+                connector_no=connector_no,
+                status=session_status,
+                idle=session_state.is_idle(ocpp_status),
+                at=at,
+                live_statuses=session_state.LIVE,
             )
-            paid = [r["session_id"] for r in changed if r["paid"]]
+            paid = [r.session_id for r in changed if r.paid]
             if paid:
                 await sessions.live_changed(conn, paid, datetime.now(UTC), meter=False)
 
@@ -181,7 +179,7 @@ async def authorize(pool: asyncpg.Pool, charger: ChargerIdentity, id_tag: str) -
     """Authorize: a driver's app idTag is accepted only with a hold in place (their
     STARTING session here, or one placed now while the charger waits —
     `app.sessions.service.authorize_at_charger`); unknown tags are `Invalid`."""
-    driver = await pool.fetchval(Q("chargers.driver_by_id_tag"), id_tag)
+    driver = await q.driver_by_id_tag(pool, id_tag=id_tag)
     if driver is None:
         return "Invalid"
     return await sessions.authorize_at_charger(
@@ -207,14 +205,14 @@ async def start_transaction(
     charger gets (`Invalid`, `Blocked`, `ConcurrentTx`) and must stop on. A repeated
     StartTransaction gets the same transactionId back."""
     async with pool.acquire() as conn:
-        again = await conn.fetchrow(
-            Q("chargers.session_by_start"), charger.charger_id, connector_no, started_at
+        again = await q.session_by_start(
+            conn, charger_id=charger.charger_id, connector_no=connector_no, started_at=started_at
         )
         if again is not None:
-            return int(again["transaction_id"]), str(again["id_tag_status"])
-        driver_id = await conn.fetchval(Q("chargers.driver_by_id_tag"), id_tag)
-        connector_id = await conn.fetchval(
-            Q("chargers.connector_of_charger"), charger.charger_id, connector_no
+            return again.transaction_id, again.id_tag_status
+        driver_id = await q.driver_by_id_tag(conn, id_tag=id_tag)
+        connector_id = await q.connector_of_charger(
+            conn, charger_id=charger.charger_id, connector_no=connector_no
         )
     tag_status = "Invalid"
     if driver_id is not None and connector_id is not None:
@@ -246,21 +244,21 @@ async def start_transaction(
             )
             if tag_status != "Accepted":
                 break
-    row = await pool.fetchrow(
-        Q("chargers.start_session"),
-        charger.charger_id,
-        connector_id,
-        connector_no,
-        id_tag,
-        tag_status,
-        driver_id,
-        reservation_id,
-        "FAILED",
-        meter_start,
-        started_at,
+    row = await q.start_session(
+        pool,
+        charger_id=charger.charger_id,
+        connector_id=connector_id,
+        connector_no=connector_no,
+        id_tag=id_tag,
+        id_tag_status=tag_status,
+        driver_id=driver_id,
+        reservation_id=reservation_id,
+        failed_status="FAILED",
+        meter_start=meter_start,
+        started_at=started_at,
     )
     assert row is not None
-    return int(row["transaction_id"]), str(row["id_tag_status"])
+    return row.transaction_id, row.id_tag_status
 
 
 async def stop_transaction(
@@ -278,8 +276,8 @@ async def stop_transaction(
     reconnect, a no-op); an unknown id changes nothing. Returns the session's idTag
     status (None when the transaction is not this charger's)."""
     async with pool.acquire() as conn, conn.transaction():
-        session = await conn.fetchrow(
-            Q("chargers.session_of_charger"), charger.charger_id, transaction_id
+        session = await q.session_of_charger(
+            conn, charger_id=charger.charger_id, transaction_id=transaction_id
         )
         if session is None:
             log.warning(
@@ -288,24 +286,24 @@ async def stop_transaction(
                 charger.charge_point_id,
             )
             return None
-        if session["ended_at"] is not None:
-            return str(session["id_tag_status"])  # already closed (and billed) once
+        if session.ended_at is not None:
+            return session.id_tag_status  # already closed (and billed) once
         if transaction_data:
             await _store_samples(
-                conn, charger, session["connector_no"], transaction_id, transaction_data
+                conn, charger, session.connector_no, transaction_id, transaction_data
             )
-        await conn.execute(
-            Q("chargers.stop_session"),
-            charger.charger_id,
-            transaction_id,
-            meter_stop,
-            stopped_at,
-            reason or "Local",
+        await q.stop_session(
+            conn,
+            charger_id=charger.charger_id,
+            transaction_id=transaction_id,
+            meter_stop=meter_stop,
+            stopped_at=stopped_at,
+            reason=reason or "Local",
         )
         await sessions.transaction_stopped(
-            conn, session_id=session["session_id"], now=datetime.now(UTC)
+            conn, session_id=session.session_id, now=datetime.now(UTC)
         )
-        return str(session["id_tag_status"])
+        return session.id_tag_status
 
 
 def _to_wh(value: float, unit: str | None) -> float:
@@ -378,17 +376,19 @@ async def _store_samples(
     """Insert the samples; returns (latest time, energy Wh, power W, SoC %) of the latest."""
     samples = parse_samples(meter_value)
     if samples.ats:
-        await conn.execute(
-            Q("chargers.insert_samples"),
-            charger.charger_id,
-            connector_no,
-            transaction_id,
-            samples.ats,
-            samples.measurands,
-            samples.values,
-            samples.units,
-            samples.contexts,
-            samples.phases,
+        await q.insert_samples(
+            conn,
+            charger_id=charger.charger_id,
+            connector_no=connector_no,
+            transaction_id=transaction_id,
+            columns=(
+                samples.ats,
+                samples.measurands,
+                samples.values,
+                samples.units,
+                samples.contexts,
+                samples.phases,
+            ),
         )
     return samples.latest, samples.energy, samples.power, samples.soc
 

@@ -28,9 +28,9 @@ from typing import Any, Final, Generic, TypeVar
 import asyncpg
 from prometheus_client import Histogram
 
+from app.chargers import queries as q
 from app.chargers import service
 from app.chargers.service import CONNECTOR_STATUS, SESSION_STATUS, ChargerIdentity, Samples
-from app.core.sql import Q
 from app.sessions import service as session_service
 from app.sessions import state as session_state
 
@@ -249,25 +249,25 @@ class OcppWriter:
         chargers = sorted({charger_id for charger_id, _ in keys})
         sessions = [k for k in keys if latest[k].session_status is not None]
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(Q("chargers.touch_many"), chargers, datetime.now(UTC))
-            await conn.execute(
-                Q("chargers.set_connector_statuses_many"),
-                [k[0] for k in keys],
-                [k[1] for k in keys],
-                [latest[k].status for k in keys],
-                [latest[k].at for k in keys],
+            await q.touch_many(conn, charger_ids=chargers, now=datetime.now(UTC))
+            await q.set_connector_statuses_many(
+                conn,
+                charger_ids=[k[0] for k in keys],
+                connector_nos=[k[1] for k in keys],
+                statuses=[latest[k].status for k in keys],
+                ats=[latest[k].at for k in keys],
             )
             if sessions:
-                changed = await conn.fetch(
-                    Q("chargers.set_open_session_statuses_many"),
-                    [k[0] for k in sessions],
-                    [k[1] for k in sessions],
-                    [latest[k].session_status for k in sessions],
-                    [latest[k].idle for k in sessions],
-                    [latest[k].at for k in sessions],
-                    list(session_state.LIVE),
+                changed = await q.set_open_session_statuses_many(
+                    conn,
+                    charger_ids=[k[0] for k in sessions],
+                    connector_nos=[k[1] for k in sessions],
+                    statuses=[latest[k].session_status for k in sessions],
+                    idle=[latest[k].idle for k in sessions],
+                    ats=[latest[k].at for k in sessions],
+                    live_statuses=session_state.LIVE,
                 )
-                paid = sorted(r["session_id"] for r in changed if r["paid"])
+                paid = sorted(r.session_id for r in changed if r.paid)
                 if paid:  # alert rules of the sessions someone pays for
                     await session_service.live_changed(conn, paid, datetime.now(UTC), meter=False)
 
@@ -276,8 +276,8 @@ class OcppWriter:
         async with self.pool.acquire() as conn, conn.transaction():
             owners: dict[int, uuid.UUID] = {}
             if transaction_ids:
-                rows = await conn.fetch(Q("chargers.session_chargers"), transaction_ids)
-                owners = {r["transaction_id"]: r["charger_id"] for r in rows}
+                rows = await q.session_chargers(conn, transaction_ids=transaction_ids)
+                owners = {r.transaction_id: r.charger_id for r in rows}
             charger_ids: list[uuid.UUID] = []
             connector_nos: list[int] = []
             tx_ids: list[int | None] = []
@@ -319,29 +319,31 @@ class OcppWriter:
                         current[3] if s.soc is None else s.soc,
                         s.latest,
                     ]
-            await conn.execute(
-                Q("chargers.insert_samples_many"),
-                charger_ids,
-                connector_nos,
-                tx_ids,
-                ats,
-                measurands,
-                values,
-                units,
-                contexts,
-                phases,
+            await q.insert_samples_many(
+                conn,
+                columns=(
+                    charger_ids,
+                    connector_nos,
+                    tx_ids,
+                    ats,
+                    measurands,
+                    values,
+                    units,
+                    contexts,
+                    phases,
+                ),
             )
             if live:
                 order = sorted(live)
-                changed = await conn.fetch(
-                    Q("chargers.update_sessions_live_many"),
-                    [live[t][0] for t in order],
-                    order,
-                    [live[t][1] for t in order],
-                    [live[t][2] for t in order],
-                    [live[t][3] for t in order],
-                    [live[t][4] for t in order],
+                changed = await q.update_sessions_live_many(
+                    conn,
+                    charger_ids=[live[t][0] for t in order],
+                    transaction_ids=order,
+                    energy_wh=[live[t][1] for t in order],
+                    power_w=[live[t][2] for t in order],
+                    soc=[live[t][3] for t in order],
+                    ats=[live[t][4] for t in order],
                 )
-                paid = sorted(r["session_id"] for r in changed if r["paid"])
+                paid = sorted(r.session_id for r in changed if r.paid)
                 if paid:  # alert rules and the hold check of paid sessions
                     await session_service.live_changed(conn, paid, datetime.now(UTC), meter=True)

@@ -27,15 +27,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.core.listen import Listener
-from app.core.sql import Q
-from app.discovery import updates
+from app.discovery import queries, updates
 from app.discovery.columns import (
     CONNECTOR_TYPES,
     STATUSES,
     VISIBLE_STATES,
     ChargerCols,
     ConnectorCols,
-    SiteRow,
 )
 from app.discovery.index import FleetIndex
 
@@ -63,13 +61,16 @@ async def _load(dsn: str) -> FleetIndex:
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            sites = [SiteRow(*r) for r in await conn.fetch(Q("discovery.index_sites"))]
-            ch = await _copy(conn, Q("discovery.copy_chargers"), CHARGER_ROW, list(VISIBLE_STATES))
-            co = await _copy(
-                conn, Q("discovery.copy_connectors"), CONNECTOR_ROW, CONNECTOR_TYPES, STATUSES
+            sites = await queries.index_sites(conn)
+            chargers_copy = await queries.copy_chargers(conn, visible_states=VISIBLE_STATES)
+            connectors_copy = await queries.copy_connectors(
+                conn, connector_types=CONNECTOR_TYPES, statuses=STATUSES
             )
     finally:
         await conn.close()
+    ch = _columns(chargers_copy, CHARGER_ROW)
+    co = _columns(connectors_copy, CONNECTOR_ROW)
+    del chargers_copy, connectors_copy
     chargers = ChargerCols(seq=ch["seq"], visible=ch["visible"], uuid=ch["uuid"])
     connectors = ConnectorCols(
         seq=co["seq"],
@@ -110,13 +111,9 @@ CONNECTOR_ROW = _row(
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 
 
-async def _copy(
-    conn: asyncpg.Connection, query: str, row: np.dtype[Any], *args: Any
-) -> dict[str, NDArray[Any]]:
-    """Run `query` as binary COPY and return its columns (native byte order)."""
-    out = io.BytesIO()
-    await conn.copy_from_query(query, *args, output=out, format="binary")
-    buf = out.getbuffer()
+def _columns(data: io.BytesIO, row: np.dtype[Any]) -> dict[str, NDArray[Any]]:
+    """The columns of a binary COPY stream of fixed-width rows (native byte order)."""
+    buf = data.getbuffer()
     if bytes(buf[:11]) != COPY_SIGNATURE:
         raise ValueError("not a binary COPY stream")
     start = 19 + int.from_bytes(buf[15:19], "big")  # header + extension area

@@ -33,6 +33,7 @@ import contextlib
 import logging
 import os
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -169,7 +170,7 @@ async def _begin_hold(
     window: slots.Window,
     now: datetime,
 ) -> _Began:
-    try:
+    with refused_by_constraints():
         began = await q.begin_hold(
             conn,
             driver_id=driver_id,
@@ -178,12 +179,6 @@ async def _begin_hold(
             expires_at=window.expires_at,
             now=now,
         )
-    except asyncpg.ExclusionViolationError as exc:
-        raise constraint_error(exc) from None
-    except asyncpg.UniqueViolationError as exc:
-        if exc.constraint_name == "reservations_one_live_hold":
-            raise ReservationLimit("you already hold a connector") from None
-        raise
     if began.verdict == "driver_holding":
         raise ReservationLimit("you already hold a connector; cancel that reservation first")
     if began.verdict == "driver_overlap":
@@ -316,7 +311,7 @@ async def _insert(
     now: datetime,
 ) -> ReservationRow:
     """Insert a reservation; the constraints' refusals become the API's codes."""
-    try:
+    with refused_by_constraints():
         return await q.insert(
             db,
             driver_id=driver_id,
@@ -330,6 +325,14 @@ async def _insert(
             moved_from=moved_from,
             now=now,
         )
+
+
+@contextlib.contextmanager
+def refused_by_constraints() -> Iterator[None]:
+    """The reservations table's constraints as the API's errors: an exclusion constraint
+    (an overlap) → `constraint_error`, the one-live-hold index → `reservation_limit`."""
+    try:
+        yield
     except asyncpg.ExclusionViolationError as exc:
         raise constraint_error(exc) from None
     except asyncpg.UniqueViolationError as exc:

@@ -24,6 +24,10 @@ SELECT EXISTS (SELECT 1 FROM ocpp_links WHERE charger_id = $1 AND connection_id 
 -- Keep what the charger said at boot on its link row.
 UPDATE ocpp_links SET boot_iccid = $2, boot_info = $3 WHERE charger_id = $1;
 
+-- name: registered_iccid
+-- The ICCID the charger is registered with (NULL until its first boot binds one).
+SELECT iccid FROM chargers WHERE charger_id = $1;
+
 -- name: bind_iccid
 -- First boot with a SIM: bind the charger to the ICCID it reports.
 UPDATE chargers SET iccid = $2, updated_at = now() WHERE charger_id = $1 AND iccid IS NULL;
@@ -102,17 +106,6 @@ INSERT INTO meter_samples (charger_id, connector_no, transaction_id, at, measura
                            unit, context, phase)
 SELECT $1, $2, $3, * FROM unnest($4::timestamptz[], $5::text[], $6::float8[], $7::text[],
                                  $8::text[], $9::text[]);
-
--- name: update_session_live
--- The session's live state from the latest meter values (only newer samples win).
-UPDATE charging_sessions
-   SET energy_wh = CASE WHEN $3::bigint IS NULL THEN energy_wh
-                        ELSE GREATEST($3::bigint - meter_start_wh, 0) END,
-       power_w = COALESCE($4::integer, power_w),
-       soc_percent = COALESCE($5::float8, soc_percent),
-       last_meter_at = $6, updated_at = now()
- WHERE charger_id = $1 AND transaction_id = $2 AND ended_at IS NULL
-   AND (last_meter_at IS NULL OR last_meter_at <= $6);
 
 -- name: touch_many
 -- Batched StatusNotifications: these chargers were seen now.

@@ -1,0 +1,38 @@
+"""Typed functions over `sql/queries/discovery.sql`: the index load's three reads. Sites
+come back as `SiteRow`s; chargers and connectors as binary COPY streams (fixed-width rows
+that `app.discovery.live` parses straight into numpy columns, no Python object per row)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Collection, Sequence
+
+import asyncpg
+
+from app.core.sql import Q
+from app.discovery.columns import SiteRow
+
+
+async def index_sites(conn: asyncpg.Connection) -> list[SiteRow]:
+    """Every site the index holds, in `site_seq` order (positional: 100k rows, no dicts)."""
+    return [SiteRow(*r) for r in await conn.fetch(Q("discovery.index_sites"))]
+
+
+async def copy_chargers(conn: asyncpg.Connection, *, visible_states: Collection[str]) -> io.BytesIO:
+    """Binary COPY of (seq, visible, uuid) per charger; `visible` when its connectivity
+    state is one of `visible_states`."""
+    return await _copy(conn, Q("discovery.copy_chargers"), list(visible_states))
+
+
+async def copy_connectors(
+    conn: asyncpg.Connection, *, connector_types: Sequence[str], statuses: Sequence[str]
+) -> io.BytesIO:
+    """Binary COPY of (seq, charger_seq, site_seq, no, type, power_w, status, uuid) per
+    connector; `type` and `status` as indexes into `connector_types` and `statuses`."""
+    return await _copy(conn, Q("discovery.copy_connectors"), list(connector_types), list(statuses))
+
+
+async def _copy(conn: asyncpg.Connection, sql: str, *args: object) -> io.BytesIO:
+    out = io.BytesIO()
+    await conn.copy_from_query(sql, *args, output=out, format="binary")
+    return out  # read with getbuffer(): ~90 MB for a million connectors, not copied
