@@ -183,6 +183,10 @@ def run() -> int:
             # A worker that dies (OOM, kill -9) is replaced; without this granian exits
             # with it and takes the whole service down (tests/faults/test_api_worker_kill.py).
             "--respawn-failed-workers",
+            # A worker that has not stopped 10 s after SIGTERM is killed (our own stop below
+            # waits 15 s for the whole group); tests/servers.py starts granian the same way.
+            "--workers-kill-timeout",
+            "10",
             "app.main:create_app",
         ],
         env=child_env,

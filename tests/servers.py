@@ -1,16 +1,27 @@
-"""The real app in its own OS process(es) for tests that must cross processes: granian,
-`workers` API workers, on the test's database and Redis namespace-free URL."""
+"""The real app in its own OS process(es) for tests that must cross processes: granian
+with `workers` API workers (and the arq worker), on the test's database and Redis.
+
+Every stop is bounded and follows `make run`'s order (`app/run.py` `_stop`): the API
+workers first close their chargers' WebSockets (SIGUSR1, `OcppHub.drain`), then the
+process group gets SIGTERM, and SIGKILL after `wait_s`. granian's own teardown with
+sockets open can panic or hang (granian issues #799/#884/#875; bench/README.md "Clean
+stop"); a test must not wait on it for ever (CI once did, 60 s, in
+tests/chargers/test_processes.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -18,14 +29,161 @@ from app.core.embedded import free_port
 from app.core.settings import ROOT
 from tests.conftest import TEST_JWT_SECRET
 
+# granian kills a worker that has not stopped this long after SIGTERM (as `make run`).
+WORKERS_KILL_TIMEOUT_S = 10
+DRAIN_S = 0.3  # after SIGUSR1: a test's handful of sockets close in milliseconds
+
+
+class Process:
+    """A child process (leading its own process group) with its output kept in a
+    temporary file (shown when a test fails)."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], *, drain: bool = False) -> None:
+        self.argv = argv
+        self.env = env
+        self.drain = drain  # an API server: SIGUSR1 to its workers before SIGTERM
+        self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        # As app/run.py: the children inherit "ignore SIGUSR1" (granian's main process and
+        # a worker still starting up), the API workers' own handler drains their sockets.
+        previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        try:
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                process_group=0,
+            )
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self, tail: int = 6000) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")[-tail:]
+
+    def stop(self, sig: int = signal.SIGTERM, wait_s: float = 20) -> None:
+        """Signal the process group and wait at most `wait_s`, then SIGKILL it."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if self.drain and sig == signal.SIGTERM:
+            # Only the workers: SIGUSR1 would end granian's main process (default action).
+            for pid in worker_pids(self):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGUSR1)
+            time.sleep(DRAIN_S)
+        with_group = os.getpgid(self.proc.pid) == self.proc.pid
+        try:
+            if with_group:
+                os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.send_signal(sig)
+            self.proc.wait(wait_s)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            if with_group:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.kill()
+            self.proc.wait()
+            print(f"{self.argv[0]} did not stop within {wait_s:.0f} s: killed", file=sys.stderr)
+
+    def close(self) -> None:
+        self.stop()
+        self.log.close()
+
+
+def granian(env: dict[str, str], *, workers: int = 2, port: int | None = None) -> Process:
+    """granian serving `app.main:create_app` as `make run` starts it (respawning a worker
+    that dies, killing one that will not stop, as app/run.py asks)."""
+    bin_ = Path(sys.executable).parent
+    argv = [
+        str(bin_ / "granian"),
+        *("--interface", "asgi", "--factory", "--host", "127.0.0.1"),
+        *("--port", str(port or free_port()), "--workers", str(workers)),
+        *("--respawn-failed-workers", "--respawn-interval", "0.5", "--no-access-log"),
+        *("--workers-kill-timeout", str(WORKERS_KILL_TIMEOUT_S)),
+        "app.main:create_app",
+    ]
+    return Process(argv, env, drain=True)
+
+
+def base_url(proc: Process) -> str:
+    return f"http://127.0.0.1:{proc.argv[proc.argv.index('--port') + 1]}"
+
+
+def arq_worker(env: dict[str, str]) -> Process:
+    return Process([str(Path(sys.executable).parent / "arq"), "workers.main.WorkerSettings"], env)
+
+
+def worker_pids(server: Process) -> list[int]:
+    """The API worker processes of a granian server."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        return [c.pid for c in psutil.Process(server.pid).children()]
+    return []
+
+
+def fresh_client(base: str, *, timeout: float = 3) -> httpx.AsyncClient:
+    """An HTTP client that opens a new connection per request (so requests spread over
+    every API worker)."""
+    return httpx.AsyncClient(
+        base_url=base, timeout=timeout, limits=httpx.Limits(max_keepalive_connections=0)
+    )
+
+
+async def wait_ready(base: str, proc: Process, *, within_s: float = 60) -> None:
+    """Until `/health/ready` answers 200 on 10 fresh connections in a row, i.e. on every
+    worker (or the process died). A worker still starting holds the requests it accepts
+    until its start-up is over."""
+    deadline = time.monotonic() + within_s
+    streak = 0
+    async with fresh_client(base, timeout=2) as c:
+        while time.monotonic() < deadline:
+            if not proc.alive():
+                raise AssertionError(f"the service exited:\n{proc.output()}")
+            try:
+                ok = (await c.get("/health/ready")).status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            streak = streak + 1 if ok else 0
+            if streak >= 10:
+                return
+            if not ok:
+                await asyncio.sleep(0.2)
+    raise AssertionError(f"not ready within {within_s} s:\n{proc.output()}")
+
+
+@asynccontextmanager
+async def served(env: dict[str, str], *, workers: int = 2) -> AsyncIterator[tuple[str, Process]]:
+    """granian on `env` until `/health/ready` holds on every worker; stopped (bounded)
+    on the way out."""
+    proc = granian(env, workers=workers)
+    proc.start()
+    try:
+        base = base_url(proc)
+        await wait_ready(base, proc)
+        yield base, proc
+    finally:
+        await asyncio.to_thread(proc.close)
+
 
 @asynccontextmanager
 async def granian_app(
     db_url: str, redis_url: str, *, workers: int = 2, env: dict[str, str] | None = None
 ) -> AsyncIterator[str]:
-    """Start granian, wait until `/health/ready` answers 200 (≤ 30 s), yield its base
-    URL, and stop it."""
-    port = free_port()
+    """The app in granian on this database and Redis; yields its base URL."""
     child_env = {
         **os.environ,
         "DATABASE_URL": db_url,
@@ -38,30 +196,8 @@ async def granian_app(
         "PYTHONPATH": str(ROOT),
         **(env or {}),
     }
-    proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "granian"),
-        *("--interface", "asgi", "--factory", "--host", "127.0.0.1", "--port", str(port)),
-        *("--workers", str(workers), "app.main:create_app"),
-        cwd=ROOT,
-        env=child_env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(base_url=base, timeout=2) as c:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if (await c.get("/health/ready")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
+    async with served(child_env, workers=workers) as (base, _):
         yield base
-    finally:
-        proc.terminate()
-        await proc.wait()
 
 
 async def seconds_until_everywhere(

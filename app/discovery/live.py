@@ -38,6 +38,9 @@ from app.discovery.columns import (
 from app.discovery.index import FleetIndex
 
 CHANNEL = "vw_discovery"
+# Each statement of a load (a million connectors take seconds): a wedged connection must
+# not keep the load's thread, and so the worker's exit, waiting for ever.
+LOAD_TIMEOUT_S = 120.0
 log = logging.getLogger("app.discovery")
 
 
@@ -58,7 +61,7 @@ def _load_in_thread(dsn: str) -> FleetIndex:
 async def _load(dsn: str) -> FleetIndex:
     """Sites as rows; chargers and connectors as binary COPY parsed straight into numpy
     columns (a million connectors: ~90 MB of fixed-width rows, no Python object per row)."""
-    conn = await asyncpg.connect(dsn, timeout=10)
+    conn = await asyncpg.connect(dsn, timeout=10, command_timeout=LOAD_TIMEOUT_S)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             sites = await queries.index_sites(conn)
@@ -67,7 +70,7 @@ async def _load(dsn: str) -> FleetIndex:
                 conn, connector_types=CONNECTOR_TYPES, statuses=STATUSES
             )
     finally:
-        await conn.close()
+        await conn.close(timeout=5)  # then terminated: a thread must never wait for ever
     ch = _columns(chargers_copy, CHARGER_ROW)
     co = _columns(connectors_copy, CONNECTOR_ROW)
     del chargers_copy, connectors_copy

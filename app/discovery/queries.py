@@ -34,5 +34,14 @@ async def copy_connectors(
 
 async def _copy(conn: asyncpg.Connection, sql: str, *args: object) -> io.BytesIO:
     out = io.BytesIO()
-    await conn.copy_from_query(sql, *args, output=out, format="binary")
+
+    # A coroutine sink, not the BytesIO itself: given a file, asyncpg writes every chunk
+    # through the loop's thread pool (`run_in_executor(None, f.write, …)`). That pool is
+    # gone once the interpreter starts to exit; a load still running in its thread when
+    # the worker stopped then wedged the connection, and the worker never exited
+    # (`tests/discovery/test_load.py`). In memory there is nothing to hand off anyway.
+    async def sink(chunk: bytes) -> None:
+        out.write(chunk)
+
+    await conn.copy_from_query(sql, *args, output=sink, format="binary")
     return out  # read with getbuffer(): ~90 MB for a million connectors, not copied
