@@ -4,21 +4,24 @@ wait until `/health/ready` answers 200, and stop it (SIGINT, as Ctrl-C would).""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.core.embedded import dsn_for_database, free_port  # noqa: E402
+from app.core.settings import Settings  # noqa: E402
 
 
 @dataclass
@@ -31,8 +34,14 @@ class RunningService:
 
 @contextmanager
 def running_service(
-    env: dict[str, str], *, ready_timeout_s: float = 60
+    env: dict[str, str],
+    *,
+    ready_timeout_s: float = 60,
+    log_path: Path | None = None,
+    stop_wait_s: float = 30,
 ) -> Iterator[RunningService]:
+    """`python -m app run` (APP_DEMO=0 unless `env` says otherwise) until `/health/ready`
+    answers 200; its output in `log_path` (else discarded). Stopped with SIGINT."""
     port = free_port()
     child_env = {
         **os.environ,
@@ -41,12 +50,13 @@ def running_service(
         **env,
         "APP_PORT": str(port),
     }
+    log: IO[bytes] | None = log_path.open("wb") if log_path is not None else None
     proc = subprocess.Popen(
         [sys.executable, "-m", "app", "run"],
         env=child_env,
         cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log if log is not None else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if log is not None else subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -58,15 +68,39 @@ def running_service(
                         break
             except OSError:
                 if time.monotonic() - t0 > ready_timeout_s or proc.poll() is not None:
-                    raise
+                    where = f"; see {log_path}" if log_path is not None else ""
+                    raise RuntimeError(f"the service did not start{where}") from None
                 time.sleep(0.3)
         yield RunningService(proc, base, child_env, time.monotonic() - t0)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(30)
+            proc.wait(stop_wait_s)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if log is not None:
+            log.close()
+
+
+def bench_env(
+    env: dict[str, str], db_url: str, namespace: str, **extra: str
+) -> tuple[dict[str, str], Settings]:
+    """The service's environment for a bench on `db_url` (its own Redis namespace, a new
+    JWT secret, no access log, no search rate limit) and the Settings that sign its
+    tokens."""
+    jwt_secret = secrets.token_urlsafe(32)
+    full = {
+        **env,
+        **extra,
+        "DATABASE_URL": db_url,
+        "REDIS_NAMESPACE": f"{namespace}-{uuid.uuid4().hex[:6]}",
+        "JWT_SECRET": jwt_secret,
+        "ACCESS_LOG": "0",
+        "DISCOVERY_RATE_PER_S": "0",
+        "DB_POOL_MAX": os.environ.get("DB_POOL_MAX", "10"),
+    }
+    settings = Settings(database_url=db_url, redis_url=full["REDIS_URL"], jwt_secret=jwt_secret)
+    return full, settings
 
 
 BENCH_ADMIN = ("bench@example.com", "bench password 1")
@@ -118,6 +152,22 @@ async def reset_database(url: str, name: str) -> str:
     finally:
         await conn.close()
     return dsn_for_database(url, name)
+
+
+async def make_drivers(
+    db_url: str, settings: Settings, n: int, *, prefix: str
+) -> list[dict[str, str]]:
+    """`n` drivers with a live login each, straight in the database (numbers `prefix` +
+    8 digits): ids, idTag and `access_token` (tests/factories.py `make_driver`)."""
+    import asyncpg
+
+    from tests.factories import make_driver
+
+    conn = await asyncpg.connect(db_url)
+    try:
+        return [await make_driver(conn, settings, phone=f"{prefix}{i:08d}") for i in range(n)]
+    finally:
+        await conn.close()
 
 
 async def wait_available(db_url: str, n: int) -> None:

@@ -31,16 +31,13 @@ import itertools
 import json
 import os
 import random
-import secrets
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +48,13 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.core.auth import DriverPrincipal, issue_driver_token  # noqa: E402
 from app.core.embedded import Services  # noqa: E402
 from app.core.settings import Settings  # noqa: E402
-from app.identity.codes import new_id_tag  # noqa: E402
 from bench._service import (  # noqa: E402
     admin_token,
+    bench_env,
     create_admin,
+    make_drivers,
     reset_database,
     running_service,
     wait_available,
@@ -94,31 +91,6 @@ def fleet(connectors: int, per_charger: int = 2) -> dict[str, Any]:
             }
         )
     return {"sites": sites}
-
-
-async def make_drivers(db_url: str, settings: Settings, n: int) -> list[str]:
-    """N drivers with a live login each (straight in the database); their access tokens."""
-    conn = await asyncpg.connect(db_url)
-    now = datetime.now(UTC)
-    tokens = []
-    try:
-        for i in range(n):
-            driver_id = await conn.fetchval(
-                "INSERT INTO drivers (phone, id_tag) VALUES ($1, $2) RETURNING driver_id",
-                f"+49152{i:08d}",
-                new_id_tag(),
-            )
-            family_id = await conn.fetchval(
-                "INSERT INTO login_families (driver_id, created_at) VALUES ($1, $2) "
-                "RETURNING family_id",
-                driver_id,
-                now,
-            )
-            principal = DriverPrincipal(driver_id=str(driver_id), family_id=str(family_id))
-            tokens.append(issue_driver_token(settings, principal, now))
-    finally:
-        await conn.close()
-    return tokens
 
 
 def tree_cpu_s(root: int) -> float:
@@ -347,7 +319,8 @@ async def race(
     connectors: list[str],
     pids: tuple[int, int],
 ) -> int:
-    tokens = await make_drivers(db_url, settings, args.drivers)
+    drivers = await make_drivers(db_url, settings, args.drivers, prefix="+49152")
+    tokens = [d["access_token"] for d in drivers]
     conn = await asyncpg.connect(db_url)
     try:
         backends = {
@@ -460,17 +433,7 @@ def main() -> int:
     services = Services(ROOT / ".data")
     env = services.start()
     db_url = asyncio.run(reset_database(env["DATABASE_URL"], DB_NAME))
-    jwt_secret = secrets.token_urlsafe(32)
-    env = {
-        **env,
-        "DATABASE_URL": db_url,
-        "REDIS_NAMESPACE": f"bench-resv-{uuid.uuid4().hex[:6]}",
-        "JWT_SECRET": jwt_secret,
-        "ACCESS_LOG": "0",
-        "DISCOVERY_RATE_PER_S": "0",
-        "DB_POOL_MAX": os.environ.get("DB_POOL_MAX", "10"),
-    }
-    settings = Settings(database_url=db_url, redis_url=env["REDIS_URL"], jwt_secret=jwt_secret)
+    env, settings = bench_env(env, db_url, "bench-resv")
     secret = create_admin(env)
     try:
         with running_service(env) as service:

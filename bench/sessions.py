@@ -42,14 +42,12 @@ import argparse
 import asyncio
 import os
 import re
-import secrets
 import statistics
 import sys
 import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,37 +57,26 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.core.auth import DriverPrincipal, issue_driver_token  # noqa: E402
 from app.core.embedded import Services  # noqa: E402
 from app.core.settings import Settings  # noqa: E402
-from app.identity.codes import new_id_tag  # noqa: E402
 from app.payments.localstripe import LocalStripe  # noqa: E402
 from app.payments.stripe_client import Gateway  # noqa: E402
 from app.sim import SimCharger, SimOptions, connect  # noqa: E402
 from bench._service import (  # noqa: E402
     admin_token,
+    bench_env,
     create_admin,
+    make_drivers,
     reset_database,
     running_service,
     wait_available,
 )
 from bench._service import pct_ms as pct  # noqa: E402
+from tests.factories import energy_tariff  # noqa: E402
 
 DB_NAME = "voltway_bench_sessions"
 PASSWORD = "bench-sessions-password"
-TARIFF = {
-    "name": "Bench",
-    "currency": "EUR",
-    "vat_percent": "19",
-    "elements": [
-        {
-            "price_components": [
-                {"type": "ENERGY", "price": "0.49", "step_size": 1},
-                {"type": "FLAT", "price": "0.50", "step_size": 1},
-            ]
-        }
-    ],
-}
+TARIFF = energy_tariff("Bench")
 STAGES = ("request", "reserve", "hold", "remote_start")
 
 
@@ -115,37 +102,6 @@ def fleet(chargers: int) -> dict[str, Any]:
             }
         )
     return {"sites": sites}
-
-
-async def make_drivers(db_url: str, settings: Settings, n: int) -> list[dict[str, str]]:
-    conn = await asyncpg.connect(db_url)
-    now = datetime.now(UTC)
-    out = []
-    try:
-        for i in range(n):
-            tag = new_id_tag()
-            driver_id = await conn.fetchval(
-                "INSERT INTO drivers (phone, id_tag) VALUES ($1, $2) RETURNING driver_id",
-                f"+49153{i:08d}",
-                tag,
-            )
-            family_id = await conn.fetchval(
-                "INSERT INTO login_families (driver_id, created_at) VALUES ($1, $2) "
-                "RETURNING family_id",
-                driver_id,
-                now,
-            )
-            principal = DriverPrincipal(driver_id=str(driver_id), family_id=str(family_id))
-            out.append(
-                {
-                    "driver_id": str(driver_id),
-                    "id_tag": tag,
-                    "token": issue_driver_token(settings, principal, now),
-                }
-            )
-    finally:
-        await conn.close()
-    return out
 
 
 _BUCKET = re.compile(
@@ -275,7 +231,7 @@ async def start_one(
     r = await http.post(
         "/v1/sessions",
         json={"connector_id": connector_id},
-        headers={"authorization": f"Bearer {driver['token']}"},
+        headers={"authorization": f"Bearer {driver['access_token']}"},
     )
     took = time.perf_counter() - t0
     answered[driver["id_tag"]] = time.time()
@@ -304,14 +260,17 @@ async def stop_all(
         async with asyncio.timeout(30):
             while True:
                 r = await http.get(
-                    f"/v1/sessions/{sid}", headers={"authorization": f"Bearer {driver['token']}"}
+                    f"/v1/sessions/{sid}",
+                    headers={"authorization": f"Bearer {driver['access_token']}"},
                 )
                 if r.json()["status"] != "STARTING":
                     break
                 await asyncio.sleep(0.05)
     await asyncio.gather(
         *(
-            http.post(f"/v1/sessions/{sid}/stop", headers={"authorization": f"Bearer {d['token']}"})
+            http.post(
+                f"/v1/sessions/{sid}/stop", headers={"authorization": f"Bearer {d['access_token']}"}
+            )
             for d, sid in started
         )
     )
@@ -401,7 +360,7 @@ async def run(
         finally:
             await conn.close()
 
-        drivers = await make_drivers(db_url, settings, n)
+        drivers = await make_drivers(db_url, settings, n, prefix="+49153")
         gate = asyncio.Semaphore(10)
 
         async def card(d: dict[str, str]) -> None:
@@ -409,7 +368,7 @@ async def run(
                 r = await http.post(
                     "/v1/me/payment-methods",
                     json={"payment_method_id": "pm_card_visa"},
-                    headers={"authorization": f"Bearer {d['token']}"},
+                    headers={"authorization": f"Bearer {d['access_token']}"},
                 )
                 r.raise_for_status()
 
@@ -597,18 +556,7 @@ def main() -> int:
     db_url = asyncio.run(reset_database(env["DATABASE_URL"], DB_NAME))
     stripe = LocalStripe(ROOT / ".data" / "localstripe-bench.log")
     stripe_env = stripe.start()
-    jwt_secret = secrets.token_urlsafe(32)
-    env = {
-        **env,
-        **stripe_env,
-        "DATABASE_URL": db_url,
-        "REDIS_NAMESPACE": f"bench-sess-{uuid.uuid4().hex[:6]}",
-        "JWT_SECRET": jwt_secret,
-        "ACCESS_LOG": "0",
-        "DISCOVERY_RATE_PER_S": "0",
-        "DB_POOL_MAX": os.environ.get("DB_POOL_MAX", "10"),
-    }
-    settings = Settings(database_url=db_url, redis_url=env["REDIS_URL"], jwt_secret=jwt_secret)
+    env, settings = bench_env({**env, **stripe_env}, db_url, "bench-sess")
     secret = create_admin(env)
     try:
         with running_service(env) as service:

@@ -54,21 +54,17 @@ import json
 import os
 import random
 import re
-import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import asyncpg
 import httpx
@@ -77,29 +73,24 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.core.embedded import Services, free_port  # noqa: E402
+from app.core.embedded import Services  # noqa: E402
 from app.payments.localstripe import DEMO_SECRET_KEY  # noqa: E402
 from app.payments.stripe_client import Gateway  # noqa: E402
 from app.sim import CallStats, SessionPlan, SimCharger, SimOptions  # noqa: E402
-from bench._service import admin_token, create_admin, reset_database  # noqa: E402
+from bench._service import (  # noqa: E402
+    admin_token,
+    bench_env,
+    create_admin,
+    reset_database,
+    running_service,
+)
 from bench._service import pct_ms as pct  # noqa: E402
+from tests.factories import energy_tariff  # noqa: E402
 
 DB_NAME = "voltway_bench_soak"
 PASSWORD = "soak-charger-password-0001"
 LAT, LON, TZ = 60.1699, 24.9384, "Europe/Helsinki"  # far from the demo fleet
-TARIFF = {
-    "name": "Soak",
-    "currency": "EUR",
-    "vat_percent": "24",
-    "elements": [
-        {
-            "price_components": [
-                {"type": "ENERGY", "price": "0.39", "step_size": 1},
-                {"type": "FLAT", "price": "0.50", "step_size": 1},
-            ]
-        }
-    ],
-}
+TARIFF = energy_tariff("Soak", vat="24", energy="0.39")
 CODE = re.compile(r"\b([0-9]{6})\b")
 SINK_LINE = re.compile(r"^\[demo SMS sink\] to (\+[0-9]+): ")
 ENDED = {"COMPLETED", "FAILED"}
@@ -117,40 +108,13 @@ class Service:
 
 
 @contextlib.contextmanager
-def running_service(env: dict[str, str], log_path: Path) -> Iterator[Service]:
+def soak_service(env: dict[str, str], log_path: Path) -> Iterator[Service]:
     """`python -m app run` with its output in `log_path` (the sink prints there)."""
-    port = free_port()
-    log: IO[bytes] = log_path.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "run"],
-        env={**os.environ, **env, "APP_PORT": str(port)},
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        t0 = time.monotonic()
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/health/ready", timeout=2) as r:  # noqa: S310
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() - t0 > 120 or proc.poll() is not None:
-                    raise RuntimeError(f"the service did not start; see {log_path}") from None
-                time.sleep(0.3)
+    with running_service(env, log_path=log_path, ready_timeout_s=120, stop_wait_s=60) as run:
         found = re.search(r"localstripe \(a fake Stripe\) at (http://\S+)", log_path.read_text())
         if not found:
             raise RuntimeError(f"no localstripe line in {log_path}")
-        yield Service(proc, base, log_path, found[1])
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        yield Service(run.proc, run.base, log_path, found[1])
 
 
 def fleet(chargers: int) -> dict[str, Any]:
@@ -323,7 +287,7 @@ class Driver:
         def held_until(t: float) -> None:
             self.api.stats.held.append((connector_id, self.n, held_from, t))
 
-        if self.rng.random() < 0.1:
+        async def cancel() -> None:
             held_until(time.monotonic())
             await self.api.call(
                 "DELETE",
@@ -331,6 +295,9 @@ class Driver:
                 f"/v1/reservations/{reservation_id}",
                 headers=self.auth,
             )
+
+        if self.rng.random() < 0.1:
+            await cancel()
             return "reserved, then cancelled"
         await asyncio.sleep(self.rng.uniform(1, 4))  # walking to the car
         r = await self.api.call(
@@ -342,13 +309,7 @@ class Driver:
         )
         if r is None or r.status_code != 201:
             code = "none" if r is None else f"{r.status_code} {r.json().get('code')}"
-            held_until(time.monotonic())
-            await self.api.call(
-                "DELETE",
-                "/v1/reservations/{id}",
-                f"/v1/reservations/{reservation_id}",
-                headers=self.auth,
-            )
+            await cancel()
             return f"start refused ({code})"
         session_id = r.json()["session_id"]
         self.api.stats.sessions.append((self.token, session_id))
@@ -893,31 +854,28 @@ def main() -> int:
     out_dir = ROOT / ".data" / "soak"
     out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = tempfile.mkdtemp(prefix="voltway-soak-")
-    env = {
-        **env,
-        "DATABASE_URL": db_url,
-        "REDIS_NAMESPACE": f"soak-{uuid.uuid4().hex[:6]}",
-        "JWT_SECRET": secrets.token_urlsafe(32),
-        "APP_DATA_DIR": data_dir,  # its own metrics dir, secrets and localstripe log
-        "APP_DEMO": "1",  # localstripe and the demo SMS sink, as `make run`
-        "DEMO_SIMULATOR": "0",  # the bench brings its own chargers
-        "ACCESS_LOG": "0",
-        "LOG_LEVEL": "WARNING",
-        "DISCOVERY_RATE_PER_S": "0",  # one client for every driver
+    env, _ = bench_env(
+        env,
+        db_url,
+        "soak",
+        APP_DATA_DIR=data_dir,  # its own metrics dir, secrets and localstripe log
+        APP_DEMO="1",  # localstripe and the demo SMS sink, as `make run`
+        DEMO_SIMULATOR="0",  # the bench brings its own chargers
+        LOG_LEVEL="WARNING",
         # Sign-in limits are per number, per source address and per prefix: every driver
         # signs in from 127.0.0.1 with numbers of one prefix, several times.
-        "OTP_IP_MAX": "100000",
-        "OTP_PREFIX_MAX": "100000",
-        "OTP_PHONE_MAX": "1000",
-        "OTP_RESEND_AFTER_S": "0",
-        "SMS_HOURLY_BUDGET": "100000",
-        "SMS_RATE_PER_SENDER": "0",
-    }
+        OTP_IP_MAX="100000",
+        OTP_PREFIX_MAX="100000",
+        OTP_PHONE_MAX="1000",
+        OTP_RESEND_AFTER_S="0",
+        SMS_HOURLY_BUDGET="100000",
+        SMS_RATE_PER_SENDER="0",
+    )
     for key in ("STRIPE_SECRET_KEY", "STRIPE_API_BASE", "TWILIO_ACCOUNT_SID"):
         os.environ.pop(key, None)  # demo mode's own localstripe and sink
     secret = create_admin(env)
     try:
-        with running_service(env, out_dir / "service.log") as service:
+        with soak_service(env, out_dir / "service.log") as service:
             results = asyncio.run(soak(service, db_url, secret, args))
     finally:
         services.stop()

@@ -195,10 +195,11 @@ async def make_driver(
     from app.identity.codes import new_id_tag
 
     at = now or datetime.now(UTC)
+    id_tag = new_id_tag()
     driver_id = await db.fetchval(
         "INSERT INTO drivers (phone, id_tag) VALUES ($1, $2) RETURNING driver_id",
         phone,
-        new_id_tag(),
+        id_tag,
     )
     family_id = await db.fetchval(
         "INSERT INTO login_families (driver_id, created_at) VALUES ($1, $2) RETURNING family_id",
@@ -209,7 +210,47 @@ async def make_driver(
     return {
         "driver_id": str(driver_id),
         "family_id": str(family_id),
+        "id_tag": id_tag,
         "access_token": issue_driver_token(settings, principal, at),
+    }
+
+
+async def driver_on(
+    http: Any,
+    db: asyncpg.Connection,
+    settings: Settings,
+    *,
+    phone: str,
+    card: str | None = "pm_card_visa",
+) -> dict[str, Any]:
+    """`make_driver` plus its `headers`, with `card` (a localstripe test id) saved as the
+    default card through the API of `http` (an httpx or Litestar test client) unless None;
+    the saved card's answer under `card`."""
+    driver: dict[str, Any] = await make_driver(db, settings, phone=phone)
+    driver["headers"] = auth(driver["access_token"])
+    if card is not None:
+        r = await http.post(
+            "/v1/me/payment-methods", json={"payment_method_id": card}, headers=driver["headers"]
+        )
+        assert r.status_code == 201, r.text
+        driver["card"] = r.json()
+    return driver
+
+
+def energy_tariff(name: str, *, vat: str = "19", energy: str = "0.49") -> dict[str, Any]:
+    """A tariff body (`POST /admin/v1/tariffs`): `energy` per kWh plus a 0.50 flat fee."""
+    return {
+        "name": name,
+        "currency": "EUR",
+        "vat_percent": vat,
+        "elements": [
+            {
+                "price_components": [
+                    {"type": "ENERGY", "price": energy, "step_size": 1},
+                    {"type": "FLAT", "price": "0.50", "step_size": 1},
+                ]
+            }
+        ],
     }
 
 

@@ -9,7 +9,6 @@ from typing import Any
 
 from litestar import Controller, Response, get, post
 from litestar.datastructures import CacheControlHeader
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.static_files import create_static_files_router
 
@@ -17,7 +16,7 @@ from app.admin_page import service
 from app.admin_page.schemas import PreviewIn, PreviewOut
 from app.core.auth import Permission, requires
 from app.core.deps import Db
-from app.core.errors import PROBLEM_JSON, Problem
+from app.core.errors import problem_doc
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -75,14 +74,7 @@ class PreviewController(Controller):
         summary="Preview a draft tariff: bands and a sample quote, beside the current version",
         status_code=200,
         guards=[requires(Permission.READ)],
-        responses={
-            404: ResponseSpec(
-                data_container=Problem,
-                description="`tariff_id` names no tariff (`tariff_not_found`)",
-                media_type=PROBLEM_JSON,
-                generate_examples=False,
-            )
-        },
+        responses={404: problem_doc("`tariff_id` names no tariff (`tariff_not_found`)")},
     )
     async def preview(self, db: Db, data: JSONBody[PreviewIn]) -> PreviewOut:
         """Nothing is stored. The draft is checked like `PUT /admin/v1/tariffs/{id}`

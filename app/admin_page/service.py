@@ -10,7 +10,7 @@ from app.admin_page.schemas import PreviewIn, PreviewOut, PreviewSample, Preview
 from app.core.db import Connection
 from app.core.errors import FieldError, ValidationFailed
 from app.pricing import engine, service
-from app.pricing.schemas import TimelineBand, quote_lines
+from app.pricing.schemas import quote_lines
 from app.pricing.tariff import Tariff
 
 MAX_SAMPLE_H = 48
@@ -19,17 +19,6 @@ MAX_SAMPLE_H = 48
 def _invalid(field: str, message: str) -> ValidationFailed:
     return ValidationFailed(
         f"{field}: {message}", errors=[FieldError(field=field, message=message)]
-    )
-
-
-def _band(b: engine.Band) -> TimelineBand:
-    return TimelineBand(
-        from_=b.from_,
-        to=b.to,
-        energy_per_kwh=b.energy_per_kwh,
-        time_per_hour=b.time_per_hour,
-        flat=b.flat,
-        idle_per_hour=b.idle_per_hour,
     )
 
 
@@ -74,7 +63,7 @@ def _side(
     return PreviewSide(
         version=version,
         currency=t.currency,
-        bands=[_band(b) for b in engine.bands(t, start, end, tz)],
+        bands=service.timeline_bands(t, start, end, tz),
         quote=_quote(t, tz, sample) if sample is not None else None,
     )
 

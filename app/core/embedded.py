@@ -67,6 +67,18 @@ async def ensure_database(admin_dsn: str, database: str) -> None:
         await conn.close()
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, *, wait_s: float = 5) -> None:
+    """SIGTERM a child we started, SIGKILL it after `wait_s`, and reap it."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(wait_s)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -117,12 +129,7 @@ class EmbeddedValkey:
         raise RuntimeError(f"valkey-server did not start; see {self.data_dir / 'valkey.log'}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        terminate(self.proc)
         self.proc = None
 
 

@@ -16,6 +16,7 @@ from litestar.exceptions import (
     PermissionDeniedException,
     ValidationException,
 )
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 PROBLEM_JSON = "application/problem+json"
@@ -38,6 +39,20 @@ class Problem(msgspec.Struct, omit_defaults=True):
     detail: str = ""
     instance: str | None = None
     errors: list[FieldError] | None = None
+
+
+def problem_doc(description: str) -> ResponseSpec:
+    """An OpenAPI response of a route: a problem detail (RFC 9457) saying when it comes."""
+    return ResponseSpec(
+        data_container=Problem,
+        description=description,
+        media_type=PROBLEM_JSON,
+        generate_examples=False,
+    )
+
+
+# The 401 of every route behind `requires_driver`.
+DRIVER_UNAUTHORIZED = problem_doc("No valid driver token, or the login has ended (`unauthorized`)")
 
 
 class DomainError(Exception):

@@ -7,13 +7,12 @@ from typing import Any
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 
 from app.core.auth import requires_driver
 from app.core.clientaddr import client_address
 from app.core.deps import ClockDep, Db, Driver
-from app.core.errors import PROBLEM_JSON, Problem
+from app.core.errors import DRIVER_UNAUTHORIZED, problem_doc
 from app.identity import service
 from app.identity.schemas import (
     DriverProfile,
@@ -29,16 +28,7 @@ from app.notifications.service import enqueue_now
 DRIVER_SECURITY: list[dict[str, list[str]]] = [{"driverBearer": []}]
 
 
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(
-        data_container=Problem,
-        description=description,
-        media_type=PROBLEM_JSON,
-        generate_examples=False,
-    )
-
-
-UNAUTHORIZED = {401: _problem("No valid driver token, or the login has ended (`unauthorized`)")}
+UNAUTHORIZED = {401: DRIVER_UNAUTHORIZED}
 
 
 def client_ip(request: Request[Any, Any, Any]) -> str:
@@ -54,8 +44,8 @@ class DriverAuthController(Controller):
         summary="Send a login code by SMS",
         status_code=202,
         responses={
-            429: _problem("A send limit was hit (`rate_limited`); see `Retry-After`"),
-            503: _problem("Limits cannot be checked right now; nothing was sent"),
+            429: problem_doc("A send limit was hit (`rate_limited`); see `Retry-After`"),
+            503: problem_doc("Limits cannot be checked right now; nothing was sent"),
         },
     )
     async def request_otp(
@@ -83,7 +73,7 @@ class DriverAuthController(Controller):
         summary="Exchange the SMS code for tokens",
         status_code=200,
         responses={
-            401: _problem(
+            401: problem_doc(
                 "Wrong code (`invalid_code`), too many wrong codes (`challenge_locked`), "
                 "expired (`challenge_expired`) or already used (`challenge_used`)"
             )
@@ -101,7 +91,7 @@ class DriverAuthController(Controller):
         summary="Rotate the refresh token",
         status_code=200,
         responses={
-            401: _problem(
+            401: problem_doc(
                 "Unknown, expired or revoked refresh token; a used one (`refresh_token_reused`)"
                 " also ends the whole login"
             )

@@ -24,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from app.core.embedded import free_port
+from app.core.embedded import free_port, terminate
 from app.core.settings import ROOT
 
 log = logging.getLogger("app.payments.localstripe")
@@ -94,13 +94,7 @@ class LocalStripe:
         register_webhook(self.api_base, url, secret, events)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         self.proc = None
 
 

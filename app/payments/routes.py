@@ -19,12 +19,11 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from app.core.auth import Permission, requires, requires_driver
 from app.core.deps import ClockDep, Db, Driver, Staff
-from app.core.errors import PROBLEM_JSON, NotFound, Problem
+from app.core.errors import DRIVER_UNAUTHORIZED, NotFound, problem_doc
 from app.core.settings import Settings
 from app.payments import service
 from app.payments.schemas import (
@@ -44,19 +43,10 @@ StripeGateway: TypeAlias = NamedDependency[Gateway]
 MaybeGateway: TypeAlias = NamedDependency[Gateway | None]
 
 
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(
-        data_container=Problem,
-        description=description,
-        media_type=PROBLEM_JSON,
-        generate_examples=False,
-    )
-
-
 UNAVAILABLE = {
-    503: _problem("Stripe is not configured or cannot be reached (`payments_unavailable`)")
+    503: problem_doc("Stripe is not configured or cannot be reached (`payments_unavailable`)")
 }
-UNAUTHORIZED = {401: _problem("No valid driver token, or the login has ended (`unauthorized`)")}
+UNAUTHORIZED = {401: DRIVER_UNAUTHORIZED}
 
 
 @asynccontextmanager
@@ -136,8 +126,8 @@ class PaymentMethodsController(Controller):
         responses={
             **UNAUTHORIZED,
             **UNAVAILABLE,
-            402: _problem("The issuer refused the card when it was attached (`card_declined`)"),
-            422: _problem(
+            402: problem_doc("The issuer refused the card when it was attached (`card_declined`)"),
+            422: problem_doc(
                 "Stripe does not know the payment method, it is not a card, or it belongs to "
                 "another customer (`payment_method_invalid`)"
             ),
@@ -178,7 +168,7 @@ class PaymentMethodsController(Controller):
         "/{payment_method_id:str}",
         summary="Remove a saved card",
         status_code=204,
-        responses={**UNAUTHORIZED, **UNAVAILABLE, 404: _problem("Not one of your cards")},
+        responses={**UNAUTHORIZED, **UNAVAILABLE, 404: problem_doc("Not one of your cards")},
     )
     async def remove(
         self,
@@ -203,7 +193,7 @@ class StripeWebhook(Controller):
         summary="Stripe webhook events",
         status_code=200,
         responses={
-            400: _problem("Missing, wrong or stale `Stripe-Signature` (`invalid_signature`)")
+            400: problem_doc("Missing, wrong or stale `Stripe-Signature` (`invalid_signature`)")
         },
     )
     async def receive(
@@ -232,8 +222,8 @@ class SessionRefunds(Controller):
         status_code=201,
         guards=[requires(Permission.FLEET_WRITE)],
         responses={
-            404: _problem("No such session, or nothing was paid for it"),
-            409: _problem("Refunds would exceed what was captured (`refund_exceeds_captured`)"),
+            404: problem_doc("No such session, or nothing was paid for it"),
+            409: problem_doc("Refunds would exceed what was captured (`refund_exceeds_captured`)"),
             **UNAVAILABLE,
         },
     )

@@ -11,13 +11,12 @@ from typing import Annotated, Any
 
 from litestar import Controller, Litestar, Request, get, post, put
 from litestar.datastructures import State
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from app.core.auth import Permission, requires, verified_driver
 from app.core.clientaddr import client_address
 from app.core.deps import ClockDep, Db, PublicLimits, Staff
-from app.core.errors import PROBLEM_JSON, Problem, RateLimited
+from app.core.errors import RateLimited, problem_doc
 from app.core.ratelimit import TokenBuckets
 from app.core.settings import Settings
 from app.pricing import service
@@ -49,21 +48,14 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
         await book.stop()
 
 
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(
-        data_container=Problem,
-        description=description,
-        media_type=PROBLEM_JSON,
-        generate_examples=False,
-    )
-
-
-TARIFF_404 = {404: _problem("No such tariff or version (`tariff_not_found`)")}
-ASSIGN_404 = {404: _problem("The tariff, site or charger does not exist (`tariff_not_found`, …)")}
+TARIFF_404 = {404: problem_doc("No such tariff or version (`tariff_not_found`)")}
+ASSIGN_404 = {
+    404: problem_doc("The tariff, site or charger does not exist (`tariff_not_found`, …)")
+}
 PUBLIC_RESPONSES = {
-    401: _problem("A bearer token was sent but is not a live driver token (`unauthorized`)"),
-    404: _problem("Unknown site or connector, or no tariff applies then (`no_tariff`)"),
-    429: _problem("Too many requests from this client (`rate_limited`); see `Retry-After`"),
+    401: problem_doc("A bearer token was sent but is not a live driver token (`unauthorized`)"),
+    404: problem_doc("Unknown site or connector, or no tariff applies then (`no_tariff`)"),
+    429: problem_doc("Too many requests from this client (`rate_limited`); see `Retry-After`"),
 }
 # Public, but a driver token (optional) lets the driver's vehicle shape the answer.
 OPTIONAL_DRIVER: list[dict[str, list[str]]] = [{}, {"driverBearer": []}]

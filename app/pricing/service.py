@@ -291,19 +291,24 @@ async def timeline(
         version=t.version,
         currency=t.currency,
         timezone=timezone,
-        bands=[_band(b) for b in engine.bands(t, start, end, tz)],
+        bands=timeline_bands(t, start, end, tz),
     )
 
 
-def _band(b: engine.Band) -> TimelineBand:
-    return TimelineBand(
-        from_=b.from_,
-        to=b.to,
-        energy_per_kwh=b.energy_per_kwh,
-        time_per_hour=b.time_per_hour,
-        flat=b.flat,
-        idle_per_hour=b.idle_per_hour,
-    )
+def timeline_bands(t: Tariff, start: datetime, end: datetime, tz: ZoneInfo) -> list[TimelineBand]:
+    """The tariff's price bands over `[start, end)` in `tz`, as the API answers them
+    (the timeline here, the admin page's preview)."""
+    return [
+        TimelineBand(
+            from_=b.from_,
+            to=b.to,
+            energy_per_kwh=b.energy_per_kwh,
+            time_per_hour=b.time_per_hour,
+            flat=b.flat,
+            idle_per_hour=b.idle_per_hour,
+        )
+        for b in engine.bands(t, start, end, tz)
+    ]
 
 
 # ---- admin: assignments ---------------------------------------------------------------

@@ -70,10 +70,12 @@ async def insert(
     start_at: datetime,
     expires_at: datetime,
     began_at: datetime | None,
-    charger_reserved_at: datetime | None,
     moved_from: uuid.UUID | None,
     now: datetime,
+    charger_reserved_at: datetime | None = None,  # set when the charger accepts ReserveNow
 ) -> ReservationRow:
+    """A new reservation row; a constraint's refusal raises (see
+    `service.refused_by_constraints`)."""
     row = await fetch_one(
         db,
         "reservations.insert",

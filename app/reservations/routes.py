@@ -7,30 +7,20 @@ from typing import Annotated, Any
 from litestar import Controller, Response, delete, get, post
 from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from app.chargers.commands import CommandClient
 from app.core.auth import requires_driver
 from app.core.deps import ClockDep, Db, Driver
-from app.core.errors import PROBLEM_JSON, Problem
+from app.core.errors import DRIVER_UNAUTHORIZED, problem_doc
 from app.reservations import service
 from app.reservations.schemas import Reservation, ReservationPage, ReservationRequest
 
 DRIVER_SECURITY: list[dict[str, list[str]]] = [{"driverBearer": []}]
 
 
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(
-        data_container=Problem,
-        description=description,
-        media_type=PROBLEM_JSON,
-        generate_examples=False,
-    )
-
-
-UNAUTHORIZED = _problem("No valid driver token, or the login has ended (`unauthorized`)")
-NOT_FOUND = _problem("No such reservation, or another driver's (`not_found`)")
+UNAUTHORIZED = DRIVER_UNAUTHORIZED
+NOT_FOUND = problem_doc("No such reservation, or another driver's (`not_found`)")
 
 
 def _config(state: State) -> service.ReservationsConfig:
@@ -54,8 +44,8 @@ class ReservationController(Controller):
         status_code=201,
         responses={
             401: UNAUTHORIZED,
-            404: _problem("No such connector (`connector_not_found`)"),
-            409: _problem(
+            404: problem_doc("No such connector (`connector_not_found`)"),
+            409: problem_doc(
                 "The connector is reserved for that time, its charger is offline, "
                 "quarantined or occupied, or the charger refused ReserveNow "
                 "(`connector_unavailable`); or the driver already holds a connector, has "
@@ -120,7 +110,7 @@ class ReservationController(Controller):
         responses={
             401: UNAUTHORIZED,
             404: NOT_FOUND,
-            409: _problem(
+            409: problem_doc(
                 "The reservation is already over or being charged on "
                 "(`reservation_not_cancellable`)"
             ),

@@ -216,18 +216,19 @@ async def _book_slot(
             raise ConnectorUnavailable("the connector is reserved for that time")
         if checks.connector_pending:
             raise ConnectorUnavailable("another driver is reserving this connector right now")
-        row = await _insert(
-            conn,
-            driver_id=driver_id,
-            connector=connector,
-            kind="slot",
-            status="CONFIRMED",
-            start_at=window.start_at,
-            expires_at=window.expires_at,
-            began=False,
-            moved_from=None,
-            now=now,
-        )
+        with refused_by_constraints():
+            row = await q.insert(
+                conn,
+                driver_id=driver_id,
+                connector=connector,
+                kind="slot",
+                status="CONFIRMED",
+                start_at=window.start_at,
+                expires_at=window.expires_at,
+                began_at=None,
+                moved_from=None,
+                now=now,
+            )
         await _enqueue_begin(conn, row)
     return row.public()
 
@@ -295,36 +296,6 @@ def _check_connector(connector: ConnectorRow, *, hold: bool) -> None:
         raise ConnectorUnavailable(f"the connector is {connector.status.lower()}")
     if hold and connector.status != "AVAILABLE":
         raise ConnectorUnavailable(f"the connector is {connector.status.lower()}")
-
-
-async def _insert(
-    db: Executor,
-    *,
-    driver_id: uuid.UUID,
-    connector: ConnectorRow,
-    kind: str,
-    status: str,
-    start_at: datetime,
-    expires_at: datetime,
-    began: bool,
-    moved_from: uuid.UUID | None,
-    now: datetime,
-) -> ReservationRow:
-    """Insert a reservation; the constraints' refusals become the API's codes."""
-    with refused_by_constraints():
-        return await q.insert(
-            db,
-            driver_id=driver_id,
-            connector=connector,
-            kind=kind,
-            status=status,
-            start_at=start_at,
-            expires_at=expires_at,
-            began_at=now if began else None,
-            charger_reserved_at=None,  # set when the charger accepts ReserveNow
-            moved_from=moved_from,
-            now=now,
-        )
 
 
 @contextlib.contextmanager
@@ -832,18 +803,19 @@ async def _try_twin(
                 now=now,
                 released=False,
             )
-            new = await _insert(
-                conn,
-                driver_id=old.driver_id,
-                connector=twin,
-                kind=old.kind,
-                status="CONFIRMED",
-                start_at=old.start_at,
-                expires_at=old.expires_at,
-                began=holding,
-                moved_from=old.reservation_id,
-                now=now,
-            )
+            with refused_by_constraints():
+                new = await q.insert(
+                    conn,
+                    driver_id=old.driver_id,
+                    connector=twin,
+                    kind=old.kind,
+                    status="CONFIRMED",
+                    start_at=old.start_at,
+                    expires_at=old.expires_at,
+                    began_at=now if holding else None,
+                    moved_from=old.reservation_id,
+                    now=now,
+                )
             if holding:
                 await _reserve_row(commands, twin, new, id_tag, config)
                 accepted = True

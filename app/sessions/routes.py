@@ -14,13 +14,12 @@ from litestar import Controller, Litestar, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from app.core.auth import Role, requires_driver, staff_principal
 from app.core.clock import Clock
 from app.core.deps import ClockDep, Db, Driver
-from app.core.errors import PROBLEM_JSON, Forbidden, Problem, ServiceUnavailable
+from app.core.errors import DRIVER_UNAUTHORIZED, Forbidden, ServiceUnavailable, problem_doc
 from app.sessions import service
 from app.sessions.schemas import (
     AdminSessionPage,
@@ -55,17 +54,8 @@ async def lifespan(app: Litestar) -> AsyncGenerator[None, None]:
         await runtime.drain()
 
 
-def _problem(description: str) -> ResponseSpec:
-    return ResponseSpec(
-        data_container=Problem,
-        description=description,
-        media_type=PROBLEM_JSON,
-        generate_examples=False,
-    )
-
-
-UNAUTHORIZED = {401: _problem("No valid driver token, or the login has ended (`unauthorized`)")}
-NOT_FOUND = {404: _problem("No such session of yours (`session_not_found`)")}
+UNAUTHORIZED = {401: DRIVER_UNAUTHORIZED}
+NOT_FOUND = {404: problem_doc("No such session of yours (`session_not_found`)")}
 
 
 def requires_session_runtime(
@@ -96,18 +86,18 @@ class SessionController(Controller):
         guards=[requires_session_runtime],
         responses={
             **UNAUTHORIZED,
-            402: _problem(
+            402: problem_doc(
                 "The hold was declined (`card_declined`) or there is no card on file "
                 "(`payment_method_required`); nothing was sent to the charger"
             ),
-            404: _problem(
+            404: problem_doc(
                 "No such connector (`connector_not_found`) or reservation (`reservation_not_found`)"
             ),
-            409: _problem(
+            409: problem_doc(
                 "The connector is reserved by someone else, offline or occupied "
                 "(`connector_unavailable`), or you have an active session (`session_active`)"
             ),
-            503: _problem("Payments cannot be reached (`payments_unavailable`)"),
+            503: problem_doc("Payments cannot be reached (`payments_unavailable`)"),
         },
     )
     async def start(
@@ -170,7 +160,7 @@ class SessionController(Controller):
         responses={
             **UNAUTHORIZED,
             **NOT_FOUND,
-            409: _problem("The session is not running any more (`session_not_active`)"),
+            409: problem_doc("The session is not running any more (`session_not_active`)"),
         },
     )
     async def stop(

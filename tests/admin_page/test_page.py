@@ -28,10 +28,12 @@ PEAK_PRICE = "ed-elements-0-price_components-0-price"
 pytestmark = pytest.mark.timeout(120)
 
 
-async def seed(
-    client: AsyncTestClient[Litestar], db: asyncpg.Connection, settings: Settings
+@pytest.fixture
+async def data(
+    client: AsyncTestClient[Litestar], db: asyncpg.Connection, settings: Settings, live: str
 ) -> dict[str, Any]:
-    """Two Berlin sites on the demo's Berlin day/night/peak tariff, and staff of each role."""
+    """Two Berlin sites on the demo's Berlin day/night/peak tariff, and staff of each role,
+    arranged once the app (`live`) is up."""
     token = staff_token(settings, roles=(Role.ADMIN,))
     r = await import_fleet(
         client,
@@ -69,9 +71,37 @@ async def seed(
     return {"tariff_id": tariff_id, "staff": staff, "token": token}
 
 
-async def sign_in(page: Any, base: str, who: dict[str, Any], console: Console) -> None:
-    console.watch(page)
+@pytest.fixture
+def console() -> Console:
+    return Console()
+
+
+@pytest.fixture
+async def page(browser: Any, console: Console) -> Any:
+    """A new tab, watched by `console` from the start."""
+    tab = await browser.new_page()
+    console.watch(tab)
+    return tab
+
+
+def assert_quiet(console: Console, *http: tuple[int, str]) -> None:
+    """No console errors or uncaught exceptions, and no answers of 400 and more but `http`."""
+    assert console.errors == []
+    assert console.http == list(http)
+
+
+async def api(base: str, method: str, path: str, token: str, **kwargs: Any) -> httpx.Response:
+    """A call to the admin API of the app at `base`, as staff with `token`."""
+    async with httpx.AsyncClient(base_url=base) as c:
+        return await c.request(method, path, headers=auth(token), **kwargs)
+
+
+async def open_sign_in(page: Any, base: str) -> None:
     await page.goto(f"{base}/admin/")
+    await page.wait_for_selector("#login-view:not([hidden])")
+
+
+async def fill_sign_in(page: Any, who: dict[str, Any]) -> None:
     await page.get_by_label("Email").fill(who["email"])
     await page.get_by_label("Password").fill(who["password"])
     await page.get_by_label("Authenticator code").fill(totp_now(who["totp_secret"]))
@@ -79,16 +109,17 @@ async def sign_in(page: Any, base: str, who: dict[str, Any], console: Console) -
     await page.wait_for_selector("#nav:not([hidden])")
 
 
+async def sign_in(page: Any, base: str, who: dict[str, Any]) -> None:
+    await open_sign_in(page, base)
+    await fill_sign_in(page, who)
+
+
 async def expected_bands(base: str, token: str, tariff_id: str, day: str, days: int = 1) -> int:
     tz = ZoneInfo("Europe/Berlin")
     start = datetime.fromisoformat(day).replace(tzinfo=tz)
     end = (start.replace(tzinfo=None) + timedelta(days=days)).replace(tzinfo=tz)
-    async with httpx.AsyncClient(base_url=base) as c:
-        r = await c.get(
-            f"/admin/v1/tariffs/{tariff_id}/timeline",
-            params={"from": start.isoformat(), "to": end.isoformat(), "timezone": "Europe/Berlin"},
-            headers=auth(token),
-        )
+    params = {"from": start.isoformat(), "to": end.isoformat(), "timezone": "Europe/Berlin"}
+    r = await api(base, "GET", f"/admin/v1/tariffs/{tariff_id}/timeline", token, params=params)
     assert r.status_code == 200, r.text
     return len(r.json()["bands"])
 
@@ -111,19 +142,11 @@ async def show_day(page: Any, day: str, count: int) -> None:
 
 
 async def test_sign_in_chart_edit_preview_publish(
-    client: AsyncTestClient[Litestar],
-    db: asyncpg.Connection,
-    settings: Settings,
-    live: str,
-    browser: Any,
+    data: dict[str, Any], live: str, page: Any, console: Console
 ) -> None:
-    data = await seed(client, db, settings)
-    page = await browser.new_page()
-    console = Console()
-    await page.goto(f"{live}/admin/")
-    await page.wait_for_selector("#login-view:not([hidden])")
+    await open_sign_in(page, live)
     await shot(page, "01-sign-in", full_page=False)
-    await sign_in(page, live, data["staff"][Role.PRICING_ADMIN], console)
+    await fill_sign_in(page, data["staff"][Role.PRICING_ADMIN])
 
     # The chart: as many bands as the API's timeline, on a normal and on a DST day.
     monday = await expected_bands(live, data["token"], data["tariff_id"], MONDAY)
@@ -173,8 +196,7 @@ async def test_sign_in_chart_edit_preview_publish(
     )
     await shot(page, "06-published")
 
-    async with httpx.AsyncClient(base_url=live) as c:
-        r = await c.get(f"/admin/v1/tariffs/{data['tariff_id']}", headers=auth(data["token"]))
+    r = await api(live, "GET", f"/admin/v1/tariffs/{data['tariff_id']}", data["token"])
     stored = r.json()
     assert stored["version"] == 2
     assert stored["elements"][0]["price_components"][0]["price"] == "0.7500"
@@ -183,21 +205,13 @@ async def test_sign_in_chart_edit_preview_publish(
         "() => document.querySelector('#tariff-audit-table')?.textContent.includes('0.6500 → 0.7500')"
     )
     assert "pricing_admin@voltway.test" in await page.inner_text("#tariff-audit-table")
-    assert console.errors == []
-    assert console.http == [(422, f"{live}/admin/v1/tariff-previews")]
+    assert_quiet(console, (422, f"{live}/admin/v1/tariff-previews"))
 
 
 async def test_viewer_sees_everything_read_only(
-    client: AsyncTestClient[Litestar],
-    db: asyncpg.Connection,
-    settings: Settings,
-    live: str,
-    browser: Any,
+    settings: Settings, data: dict[str, Any], live: str, page: Any, console: Console
 ) -> None:
-    data = await seed(client, db, settings)
-    page = await browser.new_page()
-    console = Console()
-    await sign_in(page, live, data["staff"][Role.VIEWER], console)
+    await sign_in(page, live, data["staff"][Role.VIEWER])
     await page.wait_for_selector("#price-chart canvas")
     readonly = await page.inner_text("#pricing-readonly")
     assert "viewer" in readonly
@@ -229,26 +243,20 @@ async def test_viewer_sees_everything_read_only(
     await page.wait_for_selector("#fleet-readonly")
     assert await page.locator("button", has_text="Release").count() == 0
     # Even a forged call is refused by the API (the page never offers it).
-    async with httpx.AsyncClient(base_url=live) as c:
-        token = staff_token(settings, roles=(Role.VIEWER,))
-        r = await c.put(
-            f"/admin/v1/tariffs/{data['tariff_id']}",
-            json=msgspec.to_builtins(demo_tariff("Berlin", "EUR", "19", "1", "1", "1", "1")),
-            headers=auth(token),
-        )
+    r = await api(
+        live,
+        "PUT",
+        f"/admin/v1/tariffs/{data['tariff_id']}",
+        staff_token(settings, roles=(Role.VIEWER,)),
+        json=msgspec.to_builtins(demo_tariff("Berlin", "EUR", "19", "1", "1", "1", "1")),
+    )
     assert r.status_code == 403
-    assert console.errors == []
-    assert console.http == []
+    assert_quiet(console)
 
 
 async def test_analytics_fleet_and_tablet_width(
-    client: AsyncTestClient[Litestar],
-    db: asyncpg.Connection,
-    settings: Settings,
-    live: str,
-    browser: Any,
+    db: asyncpg.Connection, data: dict[str, Any], live: str, page: Any, console: Console
 ) -> None:
-    data = await seed(client, db, settings)
     await db.execute("UPDATE connectors SET created_at = now() - interval '30 days'")
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
     rows = await db.fetch(
@@ -283,9 +291,7 @@ async def test_analytics_fleet_and_tablet_width(
         mitte,
     )
 
-    page = await browser.new_page()
-    console = Console()
-    await sign_in(page, live, data["staff"][Role.OPERATOR], console)
+    await sign_in(page, live, data["staff"][Role.OPERATOR])
     # An operator may not change prices: the page says so instead of failing.
     await page.wait_for_selector("#pricing-readonly")
     assert "operator" in await page.inner_text("#pricing-readonly")
@@ -324,24 +330,14 @@ async def test_analytics_fleet_and_tablet_width(
     overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
     await shot(page, "10-pricing-tablet")
-    assert console.errors == []
-    assert console.http == []
+    assert_quiet(console)
 
 
 async def test_keyboard_sign_in_and_wrong_code(
-    client: AsyncTestClient[Litestar],
-    db: asyncpg.Connection,
-    settings: Settings,
-    live: str,
-    browser: Any,
+    data: dict[str, Any], live: str, page: Any, console: Console
 ) -> None:
-    data = await seed(client, db, settings)
     who = data["staff"][Role.ADMIN]
-    page = await browser.new_page()
-    console = Console()
-    console.watch(page)
-    await page.goto(f"{live}/admin/")
-    await page.wait_for_selector("#login-view:not([hidden])")
+    await open_sign_in(page, live)
     # Only the keyboard: the email field has focus, Tab moves on, Enter submits.
     await page.keyboard.type(who["email"])
     await page.keyboard.press("Tab")
@@ -383,9 +379,7 @@ async def test_keyboard_sign_in_and_wrong_code(
     await page.wait_for_function(
         "() => document.querySelectorAll('#assignments .pill.scheduled').length === 3"
     )
-    async with httpx.AsyncClient(base_url=live) as c:
-        r = await c.get("/admin/v1/tariffs", headers=auth(data["token"]))
+    r = await api(live, "GET", "/admin/v1/tariffs", data["token"])
     names = [t["name"] for t in r.json()["items"]]
     assert any(n.startswith("Berlin day/night/peak (demo) (from ") for n in names)
-    assert console.errors == []
-    assert console.http == [(401, f"{live}/admin/v1/auth/login")]
+    assert_quiet(console, (401, f"{live}/admin/v1/auth/login"))

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import msgspec
@@ -17,51 +13,17 @@ from app.core.embedded import free_port
 from app.core.settings import Settings
 from app.main import create_app
 from tests.factories import bring_online, eventually
+from tests.standins.nominatim import nominatim as nominatim_standin
 
 PLACES = {"alexanderplatz": ("52.5219", "13.4132")}
 
 
 @pytest.fixture
 def nominatim() -> Iterator[tuple[str, list[str]]]:
-    """A Nominatim `/search` stand-in in its own thread (the app under test runs its own
-    event loop, so the stand-in must not share the test's)."""
+    """The stand-in Nominatim and the queries it was asked."""
     seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            url = urlsplit(self.path)
-            q = parse_qs(url.query).get("q", [""])[0]
-            seen.append(q)
-            hit = PLACES.get(q.lower()) if url.path == "/search" else None
-            body = (
-                []
-                if hit is None
-                else [
-                    {
-                        "lat": hit[0],
-                        "lon": hit[1],
-                        "display_name": q,
-                        "place_id": 1,
-                        "importance": 0.9,
-                    }
-                ]
-            )
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    server.shutdown()
-    server.server_close()
+    with nominatim_standin(PLACES, seen) as url:
+        yield url, seen
 
 
 async def test_place_search_resolves_and_is_cached(

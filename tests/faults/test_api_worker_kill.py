@@ -47,10 +47,7 @@ async def test_chargers_of_a_killed_api_worker_reconnect_and_commands_reach_them
     ):
         world = World(http, db, settings, base)
         try:
-            await world.build(CHARGERS)
-            for cpid in CHARGERS:
-                await world.connect(cpid)
-            await world.wait_online(CHARGERS)
+            await world.open(CHARGERS)
             holders = await world.spread(api)
             workers = set(worker_pids(api))
             assert set(holders.values()) == workers, (holders, workers)

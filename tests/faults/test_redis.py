@@ -126,10 +126,7 @@ async def test_redis_down_30_s_search_reservations_and_sessions_keep_working(
         worker.start()
         world = World(http, db, settings, base)
         try:
-            await world.build(CHARGERS)
-            for cpid in CHARGERS:  # separate connections: granian spreads them over workers
-                await world.connect(cpid)
-            await world.wait_online(CHARGERS)
+            await world.open(CHARGERS)
             holders = await world.spread(api)
             assert None not in holders.values(), holders
             assert len(set(holders.values())) == 2, f"all chargers on one worker: {holders}"
@@ -244,10 +241,7 @@ async def test_redis_black_holed_commands_fall_back_within_a_second_or_two(
     ):
         world = World(http, db, settings, base)
         try:
-            await world.build(CHARGERS[:2])
-            for cpid in CHARGERS[:2]:
-                await world.connect(cpid)
-            await world.wait_online(CHARGERS[:2])
+            await world.open(CHARGERS[:2])
             holders = await world.spread(api)
             assert len(set(holders.values())) == 2, holders
             driver = await world.driver()

@@ -90,9 +90,7 @@ async def test_stripe_timeouts_and_5xx_on_the_hold_fail_the_start_cleanly(
     async with served(env) as (base, _api), httpx.AsyncClient(base_url=base, timeout=30) as http:
         world = World(http, db, settings, base)
         try:
-            await world.build([CPID])
-            await world.connect(CPID)
-            await world.wait_online([CPID])
+            await world.open([CPID])
             drivers = [await world.driver() for _ in range(3)]
 
             # --- a black hole: Stripe never answers
@@ -144,9 +142,7 @@ async def test_a_hold_whose_answer_was_lost_is_known_so_it_can_be_released(
     async with served(env) as (base, _api), httpx.AsyncClient(base_url=base, timeout=30) as http:
         world = World(http, db, settings, base)
         try:
-            await world.build([CPID])
-            await world.connect(CPID)
-            await world.wait_online([CPID])
+            await world.open([CPID])
             driver = await world.driver()
             # Stripe creates the PaymentIntent, the answer never arrives (each try)
             fault_proxy.fail(r"^POST /v1/payment_intents$", times=2, after=True)

@@ -14,23 +14,19 @@ import httpx
 from app.core.auth import Role
 from app.core.settings import Settings
 from app.sim import SimCharger, SimOptions
-from tests.factories import auth, charger, import_fleet, make_driver, site, staff_token
+from tests.factories import (
+    auth,
+    charger,
+    driver_on,
+    energy_tariff,
+    import_fleet,
+    site,
+    staff_token,
+)
 from tests.faults.helpers import Process, client_ports, holder_of, until
 
 PASSWORD = "fault-charger-password-01"
-TARIFF: dict[str, Any] = {
-    "name": "Faults",
-    "currency": "EUR",
-    "vat_percent": "19",
-    "elements": [
-        {
-            "price_components": [
-                {"type": "ENERGY", "price": "0.49", "step_size": 1},
-                {"type": "FLAT", "price": "0.50", "step_size": 1},
-            ]
-        }
-    ],
-}
+TARIFF = energy_tariff("Faults")
 LAT, LON = 52.52, 13.405
 
 
@@ -163,24 +159,21 @@ class World:
 
         await until(online, within_s=within_s, what=f"{cpids} online")
 
+    async def open(self, chargers: list[str]) -> None:
+        """The site with `chargers` built and each connected (its own connection, so
+        granian spreads them over its workers) and seen online."""
+        await self.build(chargers)
+        for cpid in chargers:
+            await self.connect(cpid)
+        await self.wait_online(chargers)
+
     async def close(self) -> None:
         await asyncio.gather(*(s.close() for s in self.sims.values()), return_exceptions=True)
 
     async def driver(self, *, card: str | None = "pm_card_visa") -> dict[str, Any]:
         self.phones += 1
-        d: dict[str, Any] = await make_driver(
-            self.db, self.settings, phone=f"+49151888{self.phones:05d}"
-        )
-        d["id_tag"] = await self.db.fetchval(
-            "SELECT id_tag FROM drivers WHERE driver_id = $1::uuid", d["driver_id"]
-        )
-        d["headers"] = auth(d["access_token"])
-        if card is not None:
-            r = await self.http.post(
-                "/v1/me/payment-methods", json={"payment_method_id": card}, headers=d["headers"]
-            )
-            assert r.status_code == 201, r.text
-        return d
+        phone = f"+49151888{self.phones:05d}"
+        return await driver_on(self.http, self.db, self.settings, phone=phone, card=card)
 
     async def nearby(self) -> httpx.Response:
         return await self.http.get(

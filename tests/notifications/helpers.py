@@ -1,4 +1,4 @@
-"""Arranging sessions and samples straight in the database for the alert tests."""
+"""Arranging sessions, samples and alerts straight in the database for the alert tests."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+
+from app.core.settings import Settings
+from app.notifications.alerts import queue_alert
+from tests.factories import make_driver
 
 
 async def make_charging_session(
@@ -19,7 +23,8 @@ async def make_charging_session(
     status: str = "CHARGING",
     meter_start_wh: int = 1000,
 ) -> dict[str, Any]:
-    """A site, a charger with one connector and an open session on it; returns their ids."""
+    """A site, a charger with one connector and an open session on it; returns their ids
+    (and the session's `driver_id`)."""
     tag = uuid.uuid4().hex[:10]
     site_id = await db.fetchval(
         "INSERT INTO sites (external_id, name, lat, lon, timezone) "
@@ -60,7 +65,43 @@ async def make_charging_session(
         "session_id": row["session_id"],
         "transaction_id": row["transaction_id"],
         "meter_start_wh": meter_start_wh,
+        "driver_id": driver_id,
     }
+
+
+async def driver_with_session(
+    db: asyncpg.Connection, settings: Settings, phone: str, **session: Any
+) -> dict[str, Any]:
+    """A new driver with `phone` (under "driver": their token and all) and an open session of
+    theirs: `make_charging_session`'s ids, `session` its arguments."""
+    driver = await make_driver(db, settings, phone=phone)
+    arranged = await make_charging_session(db, driver_id=driver["driver_id"], **session)
+    return {**arranged, "driver": driver}
+
+
+async def queue_session_alert(
+    db: asyncpg.Connection,
+    session: dict[str, Any],
+    kind: str,
+    *,
+    now: datetime | None = None,
+    facts: dict[str, Any] | None = None,
+) -> str | None:
+    """`queue_alert` of `kind` for `session` and its driver (now, unless told)."""
+    return await queue_alert(
+        db,
+        kind=kind,
+        driver_id=session["driver_id"],
+        now=now or datetime.now(UTC),
+        session_id=session["session_id"],
+        facts=facts,
+    )
+
+
+async def queue_started(db: asyncpg.Connection, sessions: list[dict[str, Any]]) -> list[str | None]:
+    """A `session_started` alert for each session, all in one transaction; what each returned."""
+    async with db.transaction():
+        return [await queue_session_alert(db, s, "session_started") for s in sessions]
 
 
 async def add_sample(

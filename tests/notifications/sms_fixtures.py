@@ -1,8 +1,10 @@
-"""Fixtures shared by tests/identity and tests/notifications: the recording Twilio
-stand-in on a real port, settings pointing at it, and an arq-like job context."""
+"""Fixtures shared by tests/identity, tests/notifications and tests/reservations: the
+recording Twilio stand-in on a real port, settings pointing at it, and an arq-like job
+context."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,10 +25,8 @@ async def twilio() -> AsyncIterator[TwilioStandIn]:
         yield standin
 
 
-@pytest.fixture
-def settings(settings: Settings, twilio: TwilioStandIn) -> Settings:
-    """The suite's settings with Twilio pointed at the recording stand-in (and no resend
-    cool-down, which tests/identity/test_limits.py turns back on)."""
+def with_twilio(settings: Settings, twilio: TwilioStandIn) -> Settings:
+    """`settings` with Twilio pointed at the recording stand-in."""
     return msgspec.structs.replace(
         settings,
         twilio_account_sid=twilio.account_sid,
@@ -35,15 +35,30 @@ def settings(settings: Settings, twilio: TwilioStandIn) -> Settings:
         twilio_api_base=twilio.url,
         twilio_timeout_s=5.0,
         twilio_max_retries=1,
-        otp_resend_after_s=0,
     )
 
 
 @pytest.fixture
-async def job_ctx(settings: Settings) -> AsyncIterator[dict[str, Any]]:
-    """What arq hands a job (pool, settings, job_try), built by hand."""
+def settings(settings: Settings, twilio: TwilioStandIn) -> Settings:
+    """The suite's settings with Twilio pointed at the recording stand-in (and no resend
+    cool-down, which tests/identity/test_limits.py turns back on)."""
+    return msgspec.structs.replace(with_twilio(settings, twilio), otp_resend_after_s=0)
+
+
+@contextlib.asynccontextmanager
+async def job_context(settings: Settings, **extra: Any) -> AsyncIterator[dict[str, Any]]:
+    """What arq hands a job (pool, settings, job_try and `extra`), built by hand; the SMS
+    sender and the pool are closed afterwards."""
     pool = await create_pool(settings)
-    ctx: dict[str, Any] = {"pool": pool, "settings": settings, "job_try": 1}
-    yield ctx
-    await close_sender(ctx)
-    await pool.close()
+    ctx: dict[str, Any] = {"pool": pool, "settings": settings, "job_try": 1, **extra}
+    try:
+        yield ctx
+    finally:
+        await close_sender(ctx)
+        await pool.close()
+
+
+@pytest.fixture
+async def job_ctx(settings: Settings) -> AsyncIterator[dict[str, Any]]:
+    async with job_context(settings) as ctx:
+        yield ctx

@@ -13,7 +13,12 @@ from app.core.clock import FixedClock
 from app.core.settings import Settings
 from app.notifications.tasks import alert_sweep
 from tests.factories import make_driver
-from tests.notifications.helpers import add_sample, make_charging_session, notifications_of
+from tests.notifications.helpers import (
+    add_sample,
+    driver_with_session,
+    make_charging_session,
+    notifications_of,
+)
 
 
 async def hold(
@@ -41,20 +46,9 @@ async def test_a_reservation_ending_in_5_minutes_is_told_once(
     db: asyncpg.Connection, settings: Settings, job_ctx: dict[str, Any]
 ) -> None:
     now = datetime.now(UTC)
-    soon = await hold(
-        db,
-        settings,
-        "+447700900123",
-        began=now - timedelta(minutes=11),
-        ends=now + timedelta(minutes=4),
-    )
-    later = await hold(
-        db,
-        settings,
-        "+447700900125",
-        began=now - timedelta(minutes=6),
-        ends=now + timedelta(minutes=9),
-    )
+    m = timedelta(minutes=1)
+    soon = await hold(db, settings, "+447700900123", began=now - 11 * m, ends=now + 4 * m)
+    later = await hold(db, settings, "+447700900125", began=now - 6 * m, ends=now + 9 * m)
     job_ctx["clock"] = FixedClock(now)
     assert (await alert_sweep(job_ctx))["reservations"] == 1
     assert (await alert_sweep(job_ctx))["reservations"] == 0  # twice: once
@@ -67,14 +61,13 @@ async def test_a_reservation_ending_in_5_minutes_is_told_once(
 async def test_a_full_car_gone_quiet_completes_from_the_sweep(
     db: asyncpg.Connection, settings: Settings, job_ctx: dict[str, Any]
 ) -> None:
-    driver = await make_driver(db, settings, phone="+447700900124")
     t0 = datetime.now(UTC) - timedelta(hours=1)
-    session = await make_charging_session(db, driver_id=driver["driver_id"], started_at=t0)
+    session = await driver_with_session(db, settings, "+447700900124", started_at=t0)
     await db.execute(
         "INSERT INTO notifications (driver_id, kind, session_id, body, locale, status, created_at) "
         "VALUES ($1::uuid, 'session_started', $2, 'x', 'en', 'queued', $3), "
         "       ($1::uuid, 'soc_80', $2, 'x', 'en', 'queued', $3)",
-        driver["driver_id"],
+        session["driver_id"],
         session["session_id"],
         t0,
     )

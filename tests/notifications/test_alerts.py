@@ -12,7 +12,13 @@ import pytest
 from app.core.settings import Settings
 from app.notifications.alerts import UnknownAlertKind, queue_alert, session_changed
 from tests.factories import make_driver
-from tests.notifications.helpers import add_sample, make_charging_session, notifications_of
+from tests.notifications.helpers import (
+    add_sample,
+    driver_with_session,
+    make_charging_session,
+    notifications_of,
+    queue_session_alert,
+)
 
 EN = "+447700900123"
 DE = "+4915112345678"
@@ -21,25 +27,12 @@ DE = "+4915112345678"
 async def test_queues_a_notification_a_message_and_an_outbox_row_once(
     db: asyncpg.Connection, settings: Settings
 ) -> None:
-    driver = await make_driver(db, settings, phone=EN)
-    session = await make_charging_session(db, driver_id=driver["driver_id"])
+    session = await driver_with_session(db, settings, EN)
     now = datetime.now(UTC)
+    facts = {"energy_wh": 32_450, "cost_minor": 1234, "currency": "EUR", "soc_percent": 80}
     async with db.transaction():
-        first = await queue_alert(
-            db,
-            kind="soc_80",
-            driver_id=driver["driver_id"],
-            now=now,
-            session_id=session["session_id"],
-            facts={"energy_wh": 32_450, "cost_minor": 1234, "currency": "EUR", "soc_percent": 80},
-        )
-        again = await queue_alert(
-            db,
-            kind="soc_80",
-            driver_id=driver["driver_id"],
-            now=now,
-            session_id=session["session_id"],
-        )
+        first = await queue_session_alert(db, session, "soc_80", now=now, facts=facts)
+        again = await queue_session_alert(db, session, "soc_80", now=now)
     assert first is not None
     assert again is None
     [row] = await notifications_of(db, session["session_id"])
@@ -56,18 +49,11 @@ async def test_queues_a_notification_a_message_and_an_outbox_row_once(
 async def test_a_rolled_back_transaction_queues_nothing(
     db: asyncpg.Connection, settings: Settings
 ) -> None:
-    driver = await make_driver(db, settings, phone=EN)
-    session = await make_charging_session(db, driver_id=driver["driver_id"])
+    session = await driver_with_session(db, settings, EN)
 
     async def change_that_fails() -> None:
         async with db.transaction():
-            await queue_alert(
-                db,
-                kind="session_started",
-                driver_id=driver["driver_id"],
-                now=datetime.now(UTC),
-                session_id=session["session_id"],
-            )
+            await queue_session_alert(db, session, "session_started")
             raise RuntimeError("the state change failed")
 
     with pytest.raises(RuntimeError):
@@ -89,14 +75,7 @@ async def test_opted_out_drivers_get_a_suppressed_row_and_no_message(
             uuid.UUID(driver["driver_id"]),
         )
     session = await make_charging_session(db, driver_id=driver["driver_id"])
-    result = await queue_alert(
-        db,
-        kind="session_started",
-        driver_id=driver["driver_id"],
-        now=datetime.now(UTC),
-        session_id=session["session_id"],
-    )
-    assert result is None
+    assert await queue_session_alert(db, session, "session_started") is None
     [row] = await notifications_of(db, session["session_id"])
     assert row["status"] == "suppressed"
     assert row["message_id"] is None
@@ -104,16 +83,9 @@ async def test_opted_out_drivers_get_a_suppressed_row_and_no_message(
 
 
 async def test_german_numbers_get_german_texts(db: asyncpg.Connection, settings: Settings) -> None:
-    driver = await make_driver(db, settings, phone=DE)
-    session = await make_charging_session(db, driver_id=driver["driver_id"], site_name="Rewe Mitte")
-    await queue_alert(
-        db,
-        kind="ten_minutes_left",
-        driver_id=driver["driver_id"],
-        now=datetime.now(UTC),
-        session_id=session["session_id"],
-        facts={"energy_wh": 41_000, "cost_minor": 1599, "currency": "EUR", "minutes": 9},
-    )
+    session = await driver_with_session(db, settings, DE, site_name="Rewe Mitte")
+    facts = {"energy_wh": 41_000, "cost_minor": 1599, "currency": "EUR", "minutes": 9}
+    await queue_session_alert(db, session, "ten_minutes_left", facts=facts)
     [row] = await notifications_of(db, session["session_id"])
     assert row["locale"] == "de"
     assert row["body"] == (
@@ -124,18 +96,11 @@ async def test_german_numbers_get_german_texts(db: asyncpg.Connection, settings:
 async def test_a_chosen_locale_beats_the_numbers_country(
     db: asyncpg.Connection, settings: Settings
 ) -> None:
-    driver = await make_driver(db, settings, phone=DE)
+    session = await driver_with_session(db, settings, DE)
     await db.execute(
-        "UPDATE drivers SET locale = 'en' WHERE driver_id = $1", uuid.UUID(driver["driver_id"])
+        "UPDATE drivers SET locale = 'en' WHERE driver_id = $1", uuid.UUID(session["driver_id"])
     )
-    session = await make_charging_session(db, driver_id=driver["driver_id"])
-    await queue_alert(
-        db,
-        kind="session_started",
-        driver_id=driver["driver_id"],
-        now=datetime.now(UTC),
-        session_id=session["session_id"],
-    )
+    await queue_session_alert(db, session, "session_started")
     [row] = await notifications_of(db, session["session_id"])
     assert row["body"].startswith("Voltway: charging started at Alexanderplatz")
 
@@ -174,9 +139,8 @@ async def test_unknown_kinds_are_refused(db: asyncpg.Connection, settings: Setti
 async def test_session_changed_queues_started_80_and_complete_in_order(
     db: asyncpg.Connection, settings: Settings
 ) -> None:
-    driver = await make_driver(db, settings, phone=EN)
     t0 = datetime.now(UTC) - timedelta(hours=1)
-    session = await make_charging_session(db, driver_id=driver["driver_id"], started_at=t0)
+    session = await driver_with_session(db, settings, EN, started_at=t0)
     sid = session["session_id"]
     await session_changed(db, session_id=sid, now=t0 + timedelta(seconds=5))
     await add_sample(

@@ -5,7 +5,6 @@ to arq), keeps paced ones for their slot and never sends a suppressed one."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
@@ -15,10 +14,9 @@ import pytest
 from redis.asyncio import Redis
 
 from app.core.settings import Settings
-from app.notifications.alerts import queue_alert
 from app.notifications.tasks import start_listener, stop_listener
-from tests.factories import eventually, make_driver
-from tests.notifications.helpers import make_charging_session
+from tests.factories import eventually
+from tests.notifications.helpers import driver_with_session, queue_started
 from tests.standins.twilio import TwilioStandIn
 
 
@@ -33,12 +31,10 @@ async def worker_ctx(job_ctx: dict[str, Any], settings: Settings) -> AsyncIterat
     await redis.aclose()
 
 
-async def sessions_with_drivers(db: asyncpg.Connection, settings: Settings, n: int) -> list[Any]:
-    out = []
-    for i in range(n):
-        driver = await make_driver(db, settings, phone=f"+4477009{i:05d}")
-        out.append((driver, await make_charging_session(db, driver_id=driver["driver_id"])))
-    return out
+async def sessions_with_drivers(
+    db: asyncpg.Connection, settings: Settings, n: int
+) -> list[dict[str, Any]]:
+    return [await driver_with_session(db, settings, f"+4477009{i:05d}") for i in range(n)]
 
 
 async def test_new_alerts_are_sent_at_once_without_arq(
@@ -49,15 +45,7 @@ async def test_new_alerts_are_sent_at_once_without_arq(
 ) -> None:
     arranged = await sessions_with_drivers(db, settings, 5)
     await db.execute("INSERT INTO sms_opt_outs (phone, source) VALUES ('+447700900004', 'test')")
-    async with db.transaction():
-        for driver, session in arranged:
-            await queue_alert(
-                db,
-                kind="session_started",
-                driver_id=driver["driver_id"],
-                now=datetime.now(UTC),
-                session_id=session["session_id"],
-            )
+    await queue_started(db, arranged)
 
     async def four_sent() -> bool:  # at Twilio and recorded as sent, outbox rows done
         sent = await db.fetchval("SELECT count(*) FROM sms_messages WHERE status = 'sent'")
@@ -79,16 +67,7 @@ async def test_paced_alerts_wait_for_their_slots(
     worker_ctx: dict[str, Any],
 ) -> None:
     worker_ctx["settings"] = msgspec.structs.replace(settings, sms_rate_per_sender=0.5)
-    arranged = await sessions_with_drivers(db, settings, 3)
-    async with db.transaction():
-        for driver, session in arranged:
-            await queue_alert(
-                db,
-                kind="session_started",
-                driver_id=driver["driver_id"],
-                now=datetime.now(UTC),
-                session_id=session["session_id"],
-            )
+    await queue_started(db, await sessions_with_drivers(db, settings, 3))
 
     async def one_sent() -> bool:
         return len(twilio.messages) >= 1

@@ -9,9 +9,8 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.core.settings import Settings
-from app.notifications.alerts import queue_alert
 from tests.factories import make_driver
-from tests.notifications.helpers import make_charging_session
+from tests.notifications.helpers import driver_with_session, queue_session_alert
 
 KINDS = ["session_started", "soc_80", "ten_minutes_left", "session_complete", "idle_fee_warning"]
 
@@ -19,23 +18,13 @@ KINDS = ["session_started", "soc_80", "ten_minutes_left", "session_complete", "i
 async def test_newest_first_paged_and_only_the_drivers_own(
     client: AsyncTestClient[Litestar], db: asyncpg.Connection, settings: Settings
 ) -> None:
-    me = await make_driver(db, settings, phone="+447700900123")
-    other = await make_driver(db, settings, phone="+447700900456")
+    mine = await driver_with_session(db, settings, "+447700900123")
+    theirs = await driver_with_session(db, settings, "+447700900456")
     t0 = datetime.now(UTC) - timedelta(hours=1)
-    mine = await make_charging_session(db, driver_id=me["driver_id"])
-    theirs = await make_charging_session(db, driver_id=other["driver_id"])
     for i, kind in enumerate(KINDS):
-        await queue_alert(
-            db,
-            kind=kind,
-            driver_id=me["driver_id"],
-            now=t0 + timedelta(minutes=i),
-            session_id=mine["session_id"],
-        )
-    await queue_alert(
-        db, kind="soc_80", driver_id=other["driver_id"], now=t0, session_id=theirs["session_id"]
-    )
-    headers = {"Authorization": f"Bearer {me['access_token']}"}
+        await queue_session_alert(db, mine, kind, now=t0 + timedelta(minutes=i))
+    await queue_session_alert(db, theirs, "soc_80", now=t0)
+    headers = {"Authorization": f"Bearer {mine['driver']['access_token']}"}
     r = await client.get("/v1/me/notifications?limit=2", headers=headers)
     assert r.status_code == 200, r.text
     page = r.json()

@@ -22,11 +22,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from app.core.db import create_pool
 from app.core.settings import ROOT, Settings
 from app.notifications.service import queue_sms
-from app.notifications.tasks import close_sender, send_sms
+from app.notifications.tasks import send_sms
 from app.notifications.twilio import SmsRejected, TwilioSms
+from tests.notifications.sms_fixtures import job_context
 
 SPEC_NAME = "twilio_api_v2010.json"
 ACCOUNT_SID = "AC" + "0123456789abcdef" * 2  # the spec's pattern: ^AC[0-9a-fA-F]{32}$
@@ -134,6 +134,19 @@ async def no_sleep(_: float) -> None:
     return None
 
 
+def prism_settings(settings: Settings, api_base: str, **extra: Any) -> Settings:
+    """`settings` with Twilio at Prism (the spec's account SID, no retries) and `extra`."""
+    return msgspec.structs.replace(
+        settings,
+        twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token="auth-token",
+        twilio_from=FROM,
+        twilio_api_base=api_base,
+        twilio_max_retries=0,
+        **extra,
+    )
+
+
 async def test_a_message_request_matches_twilios_contract(prism_url: str) -> None:
     async with TwilioSms(
         ACCOUNT_SID, "auth-token", FROM, api_base=prism_url, max_retries=0, sleep=no_sleep
@@ -163,14 +176,7 @@ async def test_the_send_job_speaks_twilios_contract(
     prism_url: str, settings: Settings, db: Any
 ) -> None:
     """The whole job (message row → Twilio request → row marked sent) against Prism."""
-    cfg = msgspec.structs.replace(
-        settings,
-        twilio_account_sid=ACCOUNT_SID,
-        twilio_auth_token="auth-token",
-        twilio_from=FROM,
-        twilio_api_base=prism_url,
-        twilio_max_retries=0,
-    )
+    cfg = prism_settings(settings, prism_url)
     now = datetime.now(UTC)
     async with db.transaction():
         queued = await queue_sms(
@@ -182,13 +188,8 @@ async def test_the_send_job_speaks_twilios_contract(
             expires_at=now + timedelta(minutes=5),
             now=now,
         )
-    pool = await create_pool(cfg)
-    ctx: dict[str, Any] = {"pool": pool, "settings": cfg, "job_try": 1}
-    try:
+    async with job_context(cfg) as ctx:
         assert await send_sms(ctx, queued.outbox_id, queued.message_id) == "sent"
-    finally:
-        await close_sender(ctx)
-        await pool.close()
     row = await db.fetchrow(
         "SELECT status, provider, provider_sid, body FROM sms_messages WHERE message_id = $1",
         uuid.UUID(queued.message_id),
@@ -207,15 +208,7 @@ async def test_an_alert_with_its_status_callback_and_the_lookup_after_a_crash_sp
     ran out: both requests as Twilio's spec wants them."""
     from app.core.clock import FixedClock
 
-    cfg = msgspec.structs.replace(
-        settings,
-        twilio_account_sid=ACCOUNT_SID,
-        twilio_auth_token="auth-token",
-        twilio_from=FROM,
-        twilio_api_base=prism_dynamic_url,
-        twilio_max_retries=0,
-        public_base_url="https://voltway.example",
-    )
+    cfg = prism_settings(settings, prism_dynamic_url, public_base_url="https://voltway.example")
     now = datetime.now(UTC)
     async with db.transaction():
         queued = await queue_sms(
@@ -227,15 +220,10 @@ async def test_an_alert_with_its_status_callback_and_the_lookup_after_a_crash_sp
         uuid.UUID(queued.message_id),
         now - timedelta(seconds=1),
     )
-    pool = await create_pool(cfg)
-    ctx: dict[str, Any] = {"pool": pool, "settings": cfg, "job_try": 1, "clock": FixedClock(now)}
-    try:
+    async with job_context(cfg, clock=FixedClock(now)) as ctx:
         # Prism's example messages are not ours: nothing found, so it is sent
         assert await send_sms(ctx, queued.outbox_id, queued.message_id) == "sent"
         assert "could not list messages" not in caplog.text  # the lookup was accepted
-    finally:
-        await close_sender(ctx)
-        await pool.close()
     assert (
         await db.fetchval(
             "SELECT status FROM sms_messages WHERE message_id = $1", uuid.UUID(queued.message_id)

@@ -10,15 +10,15 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import asyncpg
 import pytest
 
 from app.core.settings import Settings
-from app.notifications.alerts import queue_alert
 from tests.notifications.faults import TcpProxy, Worker
+from tests.notifications.helpers import queue_started
 from tests.standins.twilio import FROM, TwilioStandIn
 
 pytestmark = pytest.mark.timeout(240)
@@ -81,18 +81,6 @@ async def make_drivers_with_sessions(
     return [dict(r) for r in rows]
 
 
-async def queue_started(db: asyncpg.Connection, sessions: list[dict[str, Any]]) -> None:
-    async with db.transaction():
-        for s in sessions:
-            assert await queue_alert(
-                db,
-                kind="session_started",
-                driver_id=s["driver_id"],
-                now=datetime.now(UTC),
-                session_id=s["session_id"],
-            )
-
-
 async def sent_count(db: asyncpg.Connection) -> int:
     value: int = await db.fetchval(
         "SELECT count(*) FROM sms_messages WHERE purpose = 'alert' AND status = 'sent'"
@@ -110,33 +98,34 @@ async def until(
         await asyncio.sleep(0.05)
 
 
+class StartWorker(Protocol):
+    def __call__(self, redis_url: str, **extra: str) -> Worker: ...
+
+
 @pytest.fixture
-async def worker_factory() -> AsyncIterator[Callable[[dict[str, str]], Worker]]:
+async def start_worker(settings: Settings, twilio: TwilioStandIn) -> AsyncIterator[StartWorker]:
+    """Starts a worker process on the test's database and Twilio, Redis at `redis_url`, with
+    `extra` in its environment; every one is closed after the test."""
     workers: list[Worker] = []
 
-    def make(env: dict[str, str]) -> Worker:
-        w = Worker(env)
+    def start(redis_url: str, **extra: str) -> Worker:
+        w = Worker(worker_env(settings, twilio, redis_url, **extra))
         workers.append(w)
+        w.start()
         return w
 
-    yield make
+    yield start
     for w in workers:
         w.close()
 
 
 async def test_kill_9_in_the_middle_of_100_alerts_loses_none_and_doubles_at_most_one(
-    db: asyncpg.Connection,
-    settings: Settings,
-    twilio: TwilioStandIn,
-    redis_url: str,
-    worker_factory: Callable[[dict[str, str]], Worker],
+    db: asyncpg.Connection, twilio: TwilioStandIn, redis_url: str, start_worker: StartWorker
 ) -> None:
     sessions = await make_drivers_with_sessions(db, 100)
-    await queue_started(db, sessions)
+    assert all(await queue_started(db, sessions))
     # paced at 25/s per sender, so the kill lands in the middle of the batch
-    env = worker_env(settings, twilio, redis_url, SMS_RATE_PER_SENDER="25")
-    worker = worker_factory(env)
-    worker.start()
+    worker = start_worker(redis_url, SMS_RATE_PER_SENDER="25")
 
     async def some_sent() -> bool:
         return len(twilio.messages) >= 30
@@ -146,8 +135,7 @@ async def test_kill_9_in_the_middle_of_100_alerts_loses_none_and_doubles_at_most
     at_kill = len(twilio.messages)
     assert at_kill < 100, "the kill came too late to test anything"
 
-    restarted = worker_factory(env)
-    restarted.start()
+    restarted = start_worker(redis_url, SMS_RATE_PER_SENDER="25")
 
     async def all_sent() -> bool:
         return await sent_count(db) == 100
@@ -176,11 +164,7 @@ async def test_kill_9_in_the_middle_of_100_alerts_loses_none_and_doubles_at_most
 
 
 async def test_redis_down_for_30_s_then_the_queued_alerts_are_sent(
-    db: asyncpg.Connection,
-    settings: Settings,
-    twilio: TwilioStandIn,
-    redis_url: str,
-    worker_factory: Callable[[dict[str, str]], Worker],
+    db: asyncpg.Connection, twilio: TwilioStandIn, redis_url: str, start_worker: StartWorker
 ) -> None:
     target = urlparse(redis_url)
     proxy = TcpProxy(target.hostname or "127.0.0.1", target.port or 6379)
@@ -188,11 +172,10 @@ async def test_redis_down_for_30_s_then_the_queued_alerts_are_sent(
     via_proxy = target._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
     # paced (the default): every send needs a slot from Redis, so nothing can leave while
     # it is away (unpaced, the dispatcher would send straight from PostgreSQL meanwhile)
-    worker = worker_factory(worker_env(settings, twilio, via_proxy, SMS_RATE_PER_SENDER="100"))
-    worker.start()
+    worker = start_worker(via_proxy, SMS_RATE_PER_SENDER="100")
     try:
         before = await make_drivers_with_sessions(db, 10)
-        await queue_started(db, before)
+        assert all(await queue_started(db, before))
 
         async def first_sent() -> bool:
             return await sent_count(db) == 10
@@ -201,7 +184,7 @@ async def test_redis_down_for_30_s_then_the_queued_alerts_are_sent(
 
         await proxy.stop()  # Redis is gone for the worker
         during = await make_drivers_with_sessions(db, 20, first=500)
-        await queue_started(db, during)  # the API side needs PostgreSQL only
+        assert all(await queue_started(db, during))  # the API side needs PostgreSQL only
         await asyncio.sleep(30)
         assert len(twilio.messages) == 10  # nothing could be handed to arq
         assert worker.alive(), worker.output()  # it rides the outage out, it does not exit

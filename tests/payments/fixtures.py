@@ -1,9 +1,10 @@
 """Fixtures for tests that pay (tests/payments, and tests/sessions may import them): one
 real `localstripe` server per test session on a free port, settings pointing at it, a
-Stripe gateway, an arq-like job context, a driver with a card, a fault-injecting HTTP
-proxy in front of localstripe, and signed webhook deliveries.
+Stripe gateway, an arq-like job context, a driver with a card, `pay` (all of these at
+once, with the steps the payment tests repeat), a fault-injecting HTTP proxy in front of
+localstripe, and signed webhook deliveries.
 
-    from tests.payments.fixtures import localstripe, settings, gateway, job_ctx  # in a conftest
+    from tests.payments.fixtures import localstripe, settings, gateway, job_ctx, pay  # in a conftest
 """
 
 from __future__ import annotations
@@ -26,13 +27,16 @@ from aiohttp import web
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from app.core.clock import Clock
 from app.core.db import create_pool
 from app.core.embedded import free_port
 from app.core.settings import ROOT, Settings
+from app.payments import service
 from app.payments.localstripe import DEMO_SECRET_KEY, LocalStripe
+from app.payments.schemas import Hold, PaymentSummary
 from app.payments.stripe_client import Gateway
-from app.payments.tasks import close_stripe
-from tests.factories import auth, make_driver
+from app.payments.tasks import capture_payment, charge_extra_payment, close_stripe
+from tests.factories import auth, driver_on
 
 WEBHOOK_SECRET = "whsec_test_voltway_0123456789abcdef"
 
@@ -78,6 +82,17 @@ async def job_ctx(settings: Settings) -> AsyncIterator[dict[str, Any]]:
     await pool.close()
 
 
+async def add_card(
+    client: AsyncTestClient[Litestar], driver: dict[str, Any], payment_method_id: str
+) -> httpx.Response:
+    """`POST /v1/me/payment-methods` as `driver`: save (and make default) a card."""
+    return await client.post(
+        "/v1/me/payment-methods",
+        json={"payment_method_id": payment_method_id},
+        headers=auth(driver["access_token"]),
+    )
+
+
 async def driver_with_card(
     client: AsyncTestClient[Litestar],
     db: asyncpg.Connection,
@@ -88,14 +103,136 @@ async def driver_with_card(
 ) -> dict[str, Any]:
     """A driver (straight in the database) whose default card is `payment_method_id`
     (a localstripe test id), saved through the API; returns the ids, token and card."""
-    driver = await make_driver(db, settings, phone=phone)
-    r = await client.post(
-        "/v1/me/payment-methods",
-        json={"payment_method_id": payment_method_id},
-        headers=auth(driver["access_token"]),
-    )
-    assert r.status_code == 201, r.text
-    return {**driver, "card": r.json()}
+    return await driver_on(client, db, settings, phone=phone, card=payment_method_id)
+
+
+JOBS: dict[str, Any] = {
+    "capture_payment": capture_payment,
+    "charge_extra_payment": charge_extra_payment,
+}
+
+
+@dataclass
+class Payments:
+    """What a payment test works with (the API client, its database, settings pointing at
+    localstripe, a Stripe gateway, an arq-like job context) and the steps such tests
+    repeat: a driver, a hold, the bill settled, the worker's jobs run, what came of it."""
+
+    client: AsyncTestClient[Litestar]
+    db: asyncpg.Connection
+    settings: Settings
+    gateway: Gateway
+    ctx: dict[str, Any]
+    phones: int = 0
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        pool: asyncpg.Pool = self.ctx["pool"]
+        return pool
+
+    async def driver(self, *, card: str | None = "pm_card_visa") -> dict[str, Any]:
+        """A new driver (ids, token, `headers`) whose default card is `card` (a
+        localstripe test id, saved through the API; its answer is `card`), or without one."""
+        self.phones += 1
+        phone = f"+49151000{self.phones:05d}"
+        return await driver_on(self.client, self.db, self.settings, phone=phone, card=card)
+
+    async def add_card(self, driver: dict[str, Any], payment_method_id: str) -> httpx.Response:
+        return await add_card(self.client, driver, payment_method_id)
+
+    async def hold(
+        self,
+        driver: dict[str, Any],
+        amount: int = 5000,
+        *,
+        session_id: uuid.UUID | None = None,
+        via_metadata: bool = True,
+    ) -> tuple[uuid.UUID, Hold]:
+        """A hold of `amount` EUR cents for a session (a new id unless given), keyed by
+        it; linked to it through the intent's metadata, else through the `session_id`
+        argument (metadata empty)."""
+        session_id = session_id or uuid.uuid4()
+        hold = await service.place_hold(
+            self.pool,
+            self.gateway,
+            driver_id=driver["driver_id"],
+            amount_minor=amount,
+            currency="EUR",
+            idempotency_key=f"hold:{session_id}",
+            metadata={"session_id": session_id} if via_metadata else {},
+            session_id=None if via_metadata else session_id,
+        )
+        return session_id, hold
+
+    async def settle(self, session_id: uuid.UUID, driver: dict[str, Any], total: int) -> None:
+        """The session's bill is `total` EUR cents (the sessions domain's call)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await service.settle_session(
+                conn,
+                session_id=session_id,
+                driver_id=driver["driver_id"],
+                total_minor=total,
+                currency="EUR",
+                now=Clock().now(),
+            )
+
+    async def request_capture(self, payment_intent_id: str, amount: int) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await service.request_capture(
+                conn, payment_intent_id=payment_intent_id, amount_minor=amount, now=Clock().now()
+            )
+
+    async def run_jobs(self, job: str) -> list[str]:
+        """Run every pending outbox row of `job` now (due or not), as the worker would."""
+        rows = await self.pool.fetch(
+            "SELECT outbox_id, args FROM outbox WHERE job = $1 AND done_at IS NULL "
+            "ORDER BY outbox_id",
+            job,
+        )
+        return [await JOBS[job](self.ctx, r["outbox_id"], **r["args"]) for r in rows]
+
+    def jobs_through(self, proxy: FaultProxy, **overrides: Any) -> None:
+        """The jobs' Stripe client goes through `proxy` (with these settings changed)."""
+        self.ctx["stripe"] = Gateway.from_settings(
+            msgspec.structs.replace(self.settings, stripe_api_base=proxy.url, **overrides)
+        )
+
+    async def summary(self, session_id: uuid.UUID | str) -> PaymentSummary:
+        """The session's `payment` block."""
+        return await service.session_payment(self.db, session_id=session_id)
+
+    async def intent(self, payment_intent_id: str) -> Any:
+        """The PaymentIntent as Stripe has it now (a `stripe.PaymentIntent`, its expanded
+        `latest_charge` a mapping)."""
+        return await self.gateway.v1.payment_intents.retrieve_async(payment_intent_id)
+
+    async def payment(self, payment_intent_id: str) -> dict[str, Any]:
+        """Our `payments` row of this intent."""
+        row = await self.db.fetchrow(
+            "SELECT * FROM payments WHERE payment_intent_id = $1", payment_intent_id
+        )
+        assert row is not None, payment_intent_id
+        return dict(row)
+
+    async def alert(self) -> dict[str, Any]:
+        """The one operator alert (kind, reason and what it is about)."""
+        rows = await self.db.fetch(
+            "SELECT kind, reason, session_id, payment_intent_id FROM operator_alerts"
+        )
+        assert len(rows) == 1, rows
+        return dict(rows[0])
+
+
+@pytest.fixture
+def pay(
+    client: AsyncTestClient[Litestar],
+    db: asyncpg.Connection,
+    settings: Settings,
+    gateway: Gateway,
+    job_ctx: dict[str, Any],
+) -> Payments:
+    """The payment test's fixtures in one, with its steps (see `Payments`)."""
+    return Payments(client=client, db=db, settings=settings, gateway=gateway, ctx=job_ctx)
 
 
 def signed(

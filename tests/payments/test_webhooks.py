@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+import httpx
 import msgspec
 import pytest
 from litestar import Litestar
@@ -17,12 +18,18 @@ from litestar.testing import AsyncTestClient
 
 from app.core.settings import Settings
 from app.main import create_app
-from app.payments import service
-from app.payments.stripe_client import Gateway
-from tests.factories import auth, make_driver
-from tests.payments.fixtures import driver_with_card, event_for, signed
+from tests.factories import make_driver
+from tests.payments.fixtures import Payments, event_for, signed
 
 URL = "/webhooks/stripe"
+
+
+async def deliver(
+    client: AsyncTestClient[Litestar], event: dict[str, Any], **signing: Any
+) -> httpx.Response:
+    """Post `event` to the endpoint as Stripe does (signed, see `signed` for `signing`)."""
+    body, headers = signed(event, **signing)
+    return await client.post(URL, content=body, headers=headers)
 
 
 async def counts(db: asyncpg.Connection) -> tuple[int, int]:
@@ -51,12 +58,11 @@ async def test_bad_stale_or_missing_signature_is_400_and_changes_nothing(
     client: AsyncTestClient[Litestar], db: asyncpg.Connection
 ) -> None:
     event = dispute()
-    body, headers = signed(event, secret="whsec_someone_else")
-    r = await client.post(URL, content=body, headers=headers)
+    r = await deliver(client, event, secret="whsec_someone_else")
     assert r.status_code == 400
     assert r.json()["code"] == "invalid_signature"
-    body, headers = signed(event, at=int(time.time()) - 301)
-    assert (await client.post(URL, content=body, headers=headers)).status_code == 400
+    assert (await deliver(client, event, at=int(time.time()) - 301)).status_code == 400
+    body, _ = signed(event)
     r = await client.post(URL, content=body, headers={"content-type": "application/json"})
     assert r.status_code == 400
     tampered, headers = signed(event)
@@ -64,8 +70,7 @@ async def test_bad_stale_or_missing_signature_is_400_and_changes_nothing(
     assert (await client.post(URL, content=tampered, headers=headers)).status_code == 400
     assert await counts(db) == (0, 0)
     # the same event, signed properly and fresh, goes through
-    body, headers = signed(event, at=int(time.time()) - 250)
-    r = await client.post(URL, content=body, headers=headers)
+    r = await deliver(client, event, at=int(time.time()) - 250)
     assert r.status_code == 200, r.text
     assert await counts(db) == (1, 1)
 
@@ -77,8 +82,7 @@ async def test_without_an_endpoint_secret_every_event_is_refused(
         msgspec.structs.replace(settings, stripe_webhook_secret=""), run_migrations=False
     )
     async with AsyncTestClient(app=app, base_url="http://testserver.local") as client:
-        body, headers = signed(dispute())
-        assert (await client.post(URL, content=body, headers=headers)).status_code == 400
+        assert (await deliver(client, dispute())).status_code == 400
     assert await counts(db) == (0, 0)
 
 
@@ -86,11 +90,9 @@ async def test_replay_is_applied_once(
     client: AsyncTestClient[Litestar], db: asyncpg.Connection
 ) -> None:
     event = dispute()
-    body, headers = signed(event)
-    first = await client.post(URL, content=body, headers=headers)
+    first = await deliver(client, event)
     assert first.json() == {"received": True, "duplicate": False}
-    body, headers = signed(event)  # Stripe re-sends with a new signature time
-    second = await client.post(URL, content=body, headers=headers)
+    second = await deliver(client, event)  # Stripe re-sends with a new signature time
     assert second.status_code == 200
     assert second.json() == {"received": True, "duplicate": True}
     assert await counts(db) == (1, 1)
@@ -165,8 +167,7 @@ async def test_shuffled_duplicated_events_end_in_one_state(
             await insert_hold(db, driver["driver_id"], pi)
             events = history(pi)
             for i in [*order, *reversed(order)]:
-                body, headers = signed(events[i])
-                r = await client.post(URL, content=body, headers=headers)
+                r = await deliver(client, events[i])
                 assert r.status_code == 200, r.text
             row = await db.fetchrow(
                 "SELECT status, captured_minor, refunded_minor FROM payments WHERE payment_intent_id = $1",
@@ -176,33 +177,16 @@ async def test_shuffled_duplicated_events_end_in_one_state(
     assert finals == {("succeeded", 1500, 500)}
 
 
-async def test_late_event_does_not_undo_a_capture(
-    client: AsyncTestClient[Litestar],
-    db: asyncpg.Connection,
-    settings: Settings,
-    gateway: Gateway,
-    job_ctx: dict[str, Any],
-) -> None:
+async def test_late_event_does_not_undo_a_capture(pay: Payments) -> None:
     """A real hold in localstripe, captured; the older `amount_capturable_updated` event
     arrives after `succeeded`: the row stays captured (and agrees with Stripe)."""
-    driver = await driver_with_card(client, db, settings, phone="+4915100000202")
-    pool = job_ctx["pool"]
-    session_id = uuid.uuid4()
-    hold = await service.place_hold(
-        pool,
-        gateway,
-        driver_id=driver["driver_id"],
-        amount_minor=5000,
-        currency="EUR",
-        idempotency_key=f"hold:{session_id}",
-        metadata={"session_id": session_id},
-    )
+    _, hold = await pay.hold(await pay.driver())
     older = event_for(
         "payment_intent.amount_capturable_updated",
         intent_snapshot(hold.payment_intent_id, "requires_capture"),
     )
     # captured outside our flow (say, from the dashboard): we learn it from the webhook
-    await gateway.v1.payment_intents.capture_async(
+    await pay.gateway.v1.payment_intents.capture_async(
         hold.payment_intent_id, {"amount_to_capture": 1500}, options={"idempotency_key": "dash"}
     )
     newer = event_for(
@@ -210,40 +194,29 @@ async def test_late_event_does_not_undo_a_capture(
         intent_snapshot(hold.payment_intent_id, "succeeded", received=1500),
     )
     for event in (newer, older, newer):
-        body, headers = signed(event)
-        assert (await client.post(URL, content=body, headers=headers)).status_code == 200
-    row = await db.fetchrow(
-        "SELECT status, captured_minor FROM payments WHERE payment_intent_id = $1",
-        hold.payment_intent_id,
-    )
-    assert tuple(row) == ("succeeded", 1500)
-    intent = await gateway.v1.payment_intents.retrieve_async(hold.payment_intent_id)
-    assert intent.status == row["status"]
+        assert (await deliver(pay.client, event)).status_code == 200
+    row = await pay.payment(hold.payment_intent_id)
+    assert (row["status"], row["captured_minor"]) == ("succeeded", 1500)
+    assert (await pay.intent(hold.payment_intent_id)).status == row["status"]
 
 
 async def test_event_for_someone_elses_intent_is_ignored(
     client: AsyncTestClient[Litestar], db: asyncpg.Connection
 ) -> None:
     event = event_for("payment_intent.succeeded", intent_snapshot("pi_notours", "succeeded"))
-    body, headers = signed(event)
-    assert (await client.post(URL, content=body, headers=headers)).status_code == 200
+    assert (await deliver(client, event)).status_code == 200
     assert await db.fetchval("SELECT count(*) FROM payments") == 0
 
 
-async def test_setup_intent_succeeded_saves_the_card(
-    client: AsyncTestClient[Litestar],
-    db: asyncpg.Connection,
-    settings: Settings,
-    gateway: Gateway,
-) -> None:
-    driver = await make_driver(db, settings, phone="+4915100000203")
-    headers = auth(driver["access_token"])
-    intent = (await client.post("/v1/me/payment-methods/setup-intent", headers=headers)).json()
-    customer_id = await db.fetchval(
+async def test_setup_intent_succeeded_saves_the_card(pay: Payments) -> None:
+    driver = await pay.driver(card=None)
+    headers = driver["headers"]
+    intent = (await pay.client.post("/v1/me/payment-methods/setup-intent", headers=headers)).json()
+    customer_id = await pay.db.fetchval(
         "SELECT customer_id FROM stripe_customers WHERE driver_id = $1::uuid", driver["driver_id"]
     )
     # what Stripe does when the app confirms the SetupIntent: the card joins the customer
-    method = await gateway.v1.payment_methods.attach_async(
+    method = await pay.gateway.v1.payment_methods.attach_async(
         "pm_card_visa", {"customer": customer_id}, options={"idempotency_key": str(uuid.uuid4())}
     )
     event = event_for(
@@ -257,40 +230,21 @@ async def test_setup_intent_succeeded_saves_the_card(
             "usage": "off_session",
         },
     )
-    body, sig = signed(event)
-    assert (await client.post(URL, content=body, headers=sig)).status_code == 200
-    listed = (await client.get("/v1/me/payment-methods", headers=headers)).json()["items"]
+    assert (await deliver(pay.client, event)).status_code == 200
+    listed = (await pay.client.get("/v1/me/payment-methods", headers=headers)).json()["items"]
     assert [(m["payment_method_id"], m["last4"], m["default"]) for m in listed] == [
         (method.id, "4242", True)
     ]
 
 
 @pytest.mark.parametrize("kind", ["payment_intent.payment_failed", "payment_intent.canceled"])
-async def test_failed_or_canceled_hold_follows_stripe(
-    client: AsyncTestClient[Litestar],
-    db: asyncpg.Connection,
-    settings: Settings,
-    gateway: Gateway,
-    job_ctx: dict[str, Any],
-    kind: str,
-) -> None:
+async def test_failed_or_canceled_hold_follows_stripe(pay: Payments, kind: str) -> None:
     """The event says what happened; the re-read PaymentIntent decides the row."""
-    driver = await driver_with_card(client, db, settings, phone="+4915100000204")
-    session_id = uuid.uuid4()
-    hold = await service.place_hold(
-        job_ctx["pool"],
-        gateway,
-        driver_id=driver["driver_id"],
-        amount_minor=3000,
-        currency="EUR",
-        idempotency_key=f"hold:{session_id}",
-        metadata={},
-        session_id=session_id,
-    )
-    await gateway.v1.payment_intents.cancel_async(
+    session_id, hold = await pay.hold(await pay.driver(), amount=3000, via_metadata=False)
+    await pay.gateway.v1.payment_intents.cancel_async(
         hold.payment_intent_id, options={"idempotency_key": str(uuid.uuid4())}
     )
-    body, headers = signed(event_for(kind, intent_snapshot(hold.payment_intent_id, "canceled")))
-    assert (await client.post(URL, content=body, headers=headers)).status_code == 200
-    summary = await service.session_payment(db, session_id=session_id)
+    event = event_for(kind, intent_snapshot(hold.payment_intent_id, "canceled"))
+    assert (await deliver(pay.client, event)).status_code == 200
+    summary = await pay.summary(session_id)
     assert (summary.status, summary.captured_minor) == ("canceled", 0)

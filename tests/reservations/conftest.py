@@ -31,7 +31,8 @@ from app.reservations.service import ReservationsConfig
 from app.sim import SimCharger, connect
 from tests.chargers.conftest import PASSWORD, Server, fast_sim, running_server
 from tests.factories import auth, charger, import_fleet, make_driver, site, staff_token
-from tests.standins.twilio import FROM, TwilioStandIn, serve
+from tests.notifications.sms_fixtures import twilio as twilio
+from tests.notifications.sms_fixtures import with_twilio as with_twilio
 
 TEST_CONFIG = ReservationsConfig(charger_timeout_s=1.0)
 
@@ -173,26 +174,7 @@ async def _wait_all_available(db: asyncpg.Connection) -> None:
 
 
 # ------------------------------------------------------------------- SMS + worker
-
-
-@pytest.fixture
-async def twilio() -> AsyncIterator[TwilioStandIn]:
-    standin = TwilioStandIn()
-    async with serve(standin) as url:
-        standin.url = url
-        yield standin
-
-
-def with_twilio(settings: Settings, twilio: TwilioStandIn) -> Settings:
-    return msgspec.structs.replace(
-        settings,
-        twilio_account_sid=twilio.account_sid,
-        twilio_auth_token=twilio.auth_token,
-        twilio_from=FROM,
-        twilio_api_base=twilio.url,
-        twilio_timeout_s=5.0,
-        twilio_max_retries=1,
-    )
+# The Twilio stand-in (`twilio`) and `with_twilio` are tests/notifications/sms_fixtures.py's.
 
 
 @contextlib.asynccontextmanager

@@ -21,16 +21,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
@@ -40,6 +37,7 @@ from app.core.db import init_connection
 from app.core.settings import ROOT, Settings
 from tests.conftest import TEST_JWT_SECRET
 from tests.factories import bring_online, charger, make_driver, make_staff, site, totp_now
+from tests.standins.nominatim import nominatim
 
 SPEC = ROOT / "openapi" / "openapi.json"
 ST = Path(sys.executable).parent / "st"
@@ -146,38 +144,6 @@ async def seed_service(db_url: str, base_url: str) -> Credentials:
 
 
 @contextmanager
-def nominatim_standin() -> Iterator[str]:
-    """A Nominatim `/search` stand-in (its own thread): "berlin" is a place, nothing else
-    is, so `q=` answers 200 or 422 `place_not_found` instead of 503 without a geocoder."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            url = urlsplit(self.path)
-            q = parse_qs(url.query).get("q", [""])[0]
-            body: list[dict[str, Any]] = []
-            if url.path == "/search" and q.strip().lower() == "berlin":
-                body = [{"lat": "52.52", "lon": "13.405", "display_name": q, "place_id": 1}]
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@contextmanager
 def service_peers(work_dir: Path) -> Iterator[dict[str, str]]:
     """The outside systems the service talks to, played locally: a geocoder stand-in and
     a localstripe server. Yields the environment that points the service at them."""
@@ -186,7 +152,7 @@ def service_peers(work_dir: Path) -> Iterator[dict[str, str]]:
     stripe = LocalStripe(work_dir / "localstripe.log")
     env = stripe.start()
     try:
-        with nominatim_standin() as geocoder:
+        with nominatim({"berlin": ("52.52", "13.405")}) as geocoder:
             yield {
                 **env,
                 "STRIPE_WEBHOOK_SECRET": "whsec_fuzz_0123456789abcdef",

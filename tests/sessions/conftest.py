@@ -24,7 +24,7 @@ from app.payments.tasks import capture_payment, charge_extra_payment, close_stri
 from app.sessions.tasks import session_hold_low
 from app.sim import SessionPlan, SimCharger, SimOptions
 from tests.chargers.conftest import PASSWORD, Server, fast_sim, running_server
-from tests.factories import auth, charger, eventually, import_fleet, make_driver, site, staff_token
+from tests.factories import auth, charger, driver_on, eventually, import_fleet, site, staff_token
 from tests.payments.fixtures import gateway, localstripe, settings
 
 __all__ = ["gateway", "localstripe", "settings"]
@@ -131,19 +131,8 @@ class Site:
     async def driver(self, *, card: str | None = "pm_card_visa") -> dict[str, Any]:
         """A driver (token, id, idTag), with a saved default card unless `card` is None."""
         self.phones += 1
-        d: dict[str, Any] = await make_driver(
-            self.db, self.settings, phone=f"+49151777{self.phones:05d}"
-        )
-        d["id_tag"] = await self.db.fetchval(
-            "SELECT id_tag FROM drivers WHERE driver_id = $1::uuid", d["driver_id"]
-        )
-        d["headers"] = auth(d["access_token"])
-        if card is not None:
-            r = await self.http.post(
-                "/v1/me/payment-methods", json={"payment_method_id": card}, headers=d["headers"]
-            )
-            assert r.status_code == 201, r.text
-        return d
+        phone = f"+49151777{self.phones:05d}"
+        return await driver_on(self.http, self.db, self.settings, phone=phone, card=card)
 
     async def start(self, driver: dict[str, Any], connector_no: int = 1) -> httpx.Response:
         return await self.http.post(

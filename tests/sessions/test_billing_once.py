@@ -11,20 +11,54 @@ from typing import Any
 
 from app.chargers import service as chargers
 from app.chargers.service import ChargerIdentity
+from app.sim import SimCharger, Transaction
 from tests.factories import auth
 from tests.sessions.conftest import CPID, Site, charging_sim
 
 HALF_EURO_PER_KWH = [{"price_components": [{"type": "ENERGY", "price": "0.50", "step_size": 1}]}]
 
 
-async def _charging(world: Site) -> tuple[Any, dict[str, Any], str]:
-    sim = await world.connect(charging_sim(remote_start_plan=None))  # meter values by hand
+async def charging(world: Site) -> tuple[SimCharger, dict[str, Any], str, Transaction]:
+    """A session CHARGING on connector 1 of a charger whose meter values go by hand: the
+    charger, the driver, the session id and the charger's transaction."""
+    sim = await world.connect(charging_sim(remote_start_plan=None))
     driver = await world.driver()
     r = await world.start(driver)
     assert r.status_code == 201, r.text
     sid = r.json()["session_id"]
     await world.until(driver, sid, lambda v: v["status"] == "CHARGING")
-    return sim, driver, sid
+    tx = sim.transaction(1)
+    assert tx is not None
+    return sim, driver, sid, tx
+
+
+async def _charger(world: Site) -> ChargerIdentity:
+    charger_id = await world.db.fetchval(
+        "SELECT charger_id FROM chargers WHERE charge_point_id = $1", CPID
+    )
+    return ChargerIdentity(charger_id, CPID, None)
+
+
+async def _stop(
+    world: Site,
+    charger: ChargerIdentity,
+    transaction_id: int,
+    meter_stop: int,
+    *,
+    reason: str = "Local",
+    transaction_data: list[dict[str, Any]] | None = None,
+) -> str | None:
+    """A StopTransaction of `charger`, handed to the chargers' service as the OCPP link
+    does (stopped now)."""
+    return await chargers.stop_transaction(
+        world.srv.app.state.pool,
+        charger,
+        transaction_id=transaction_id,
+        meter_stop=meter_stop,
+        stopped_at=datetime.now(UTC),
+        reason=reason,
+        transaction_data=transaction_data,
+    )
 
 
 async def _bills(world: Site, sid: str) -> int:
@@ -46,9 +80,7 @@ async def _capture_decisions(world: Site, sid: str) -> list[int]:
 
 async def test_a_late_stop_after_a_reconnect_and_a_repeated_one_bill_once(world: Site) -> None:
     await world.use_tariff(HALF_EURO_PER_KWH)
-    sim, driver, sid = await _charging(world)
-    tx = sim.transaction(1)
-    assert tx is not None
+    sim, driver, sid, tx = await charging(world)
     start = tx.meter_start_wh
     await sim.send_meter_values(1, energy_wh=start + 2_000, power_w=22_000)
 
@@ -72,18 +104,13 @@ async def test_a_late_stop_after_a_reconnect_and_a_repeated_one_bill_once(world:
     assert await _capture_decisions(world, sid) == [300]
 
     # The same StopTransaction again, twice at once (the charger never saw the answer).
-    charger = ChargerIdentity(
-        await world.db.fetchval("SELECT charger_id FROM chargers WHERE charge_point_id = $1", CPID),
-        CPID,
-        None,
-    )
+    charger = await _charger(world)
     again = [
-        chargers.stop_transaction(
-            world.srv.app.state.pool,
+        _stop(
+            world,
             charger,
-            transaction_id=tx.transaction_id,
-            meter_stop=start + 9_000,  # even with other numbers
-            stopped_at=datetime.now(UTC),
+            tx.transaction_id,
+            start + 9_000,  # even with other numbers
             reason="EVDisconnected",
             transaction_data=[
                 {
@@ -106,24 +133,10 @@ async def test_a_late_stop_after_a_reconnect_and_a_repeated_one_bill_once(world:
 
 async def test_two_stops_at_once_bill_once(world: Site) -> None:
     await world.use_tariff(HALF_EURO_PER_KWH)
-    sim, _driver, sid = await _charging(world)
-    tx = sim.transaction(1)
-    assert tx is not None
-    charger = ChargerIdentity(
-        await world.db.fetchval("SELECT charger_id FROM chargers WHERE charge_point_id = $1", CPID),
-        CPID,
-        None,
-    )
+    _sim, _driver, sid, tx = await charging(world)
+    charger = await _charger(world)
     stops = [
-        chargers.stop_transaction(
-            world.srv.app.state.pool,
-            charger,
-            transaction_id=tx.transaction_id,
-            meter_stop=tx.meter_start_wh + 1_000 * n,
-            stopped_at=datetime.now(UTC),
-            reason="Local",
-            transaction_data=None,
-        )
+        _stop(world, charger, tx.transaction_id, tx.meter_start_wh + 1_000 * n)
         for n in (1, 2, 3, 4)
     ]
     await asyncio.gather(*stops)
@@ -138,9 +151,7 @@ async def test_two_stops_at_once_bill_once(world: Site) -> None:
 
 async def test_a_price_change_during_the_session_does_not_change_its_bill(world: Site) -> None:
     tariff_id = await world.use_tariff(HALF_EURO_PER_KWH)
-    sim, driver, sid = await _charging(world)
-    tx = sim.transaction(1)
-    assert tx is not None
+    sim, driver, sid, tx = await charging(world)
     await sim.send_meter_values(1, energy_wh=tx.meter_start_wh + 3_000, power_w=22_000)
     # The pricing admin raises the price: version 2 applies to sessions starting from now.
     body = {
@@ -173,22 +184,9 @@ async def test_a_stop_for_a_transaction_not_started_yet_changes_nothing(world: S
     driver = await world.driver()
     r = await world.start(driver)
     started = r.json()
-    charger = ChargerIdentity(
-        await world.db.fetchval("SELECT charger_id FROM chargers WHERE charge_point_id = $1", CPID),
-        CPID,
-        None,
-    )
     # The STARTING session's reserved transactionId in a StopTransaction (a confused
     # charger): unknown, nothing billed, the start goes on.
-    answer = await chargers.stop_transaction(
-        world.srv.app.state.pool,
-        charger,
-        transaction_id=started["transaction_id"],
-        meter_stop=50_000,
-        stopped_at=datetime.now(UTC),
-        reason="Local",
-        transaction_data=None,
-    )
+    answer = await _stop(world, await _charger(world), started["transaction_id"], 50_000)
     assert answer is None
     assert await _bills(world, started["session_id"]) == 0
     assert (await world.session(driver, started["session_id"]))["status"] == "STARTING"
@@ -208,9 +206,7 @@ async def test_the_cost_so_far_of_an_ended_session_is_its_bill(world: Site) -> N
     await world.use_tariff(
         [{"price_components": [{"type": "ENERGY", "price": "0.50", "step_size": 1}, per_minute]}]
     )
-    sim, driver, sid = await _charging(world)
-    tx = sim.transaction(1)
-    assert tx is not None
+    sim, driver, sid, tx = await charging(world)
     await sim.send_meter_values(1, energy_wh=tx.meter_start_wh + 4_000, power_w=22_000)
     await sim.stop_transaction(1, reason="EVDisconnected")
     done = await world.until(driver, sid, lambda v: v["receipt"] is not None)

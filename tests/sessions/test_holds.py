@@ -4,27 +4,15 @@ bill exceeds the holds by is a second payment, shown as such."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
 
 from app.core.settings import Settings
-from tests.sessions.conftest import Site, charging_sim, charging_site
-
-# 0.50 €/kWh, nothing else, no VAT: the cost is half the Wh in cents.
-HALF_EURO_PER_KWH = [{"price_components": [{"type": "ENERGY", "price": "0.50", "step_size": 1}]}]
-
-
-async def _charging(world: Site) -> tuple[Any, dict[str, Any], str]:
-    await world.use_tariff(HALF_EURO_PER_KWH)
-    sim = await world.connect(charging_sim(remote_start_plan=None))  # meter values by hand
-    driver = await world.driver()
-    r = await world.start(driver)
-    assert r.status_code == 201, r.text
-    sid = r.json()["session_id"]
-    await world.until(driver, sid, lambda v: v["status"] == "CHARGING")
-    return sim, driver, sid
+from tests.sessions.conftest import Site, charging_site
+from tests.sessions.test_billing_once import HALF_EURO_PER_KWH, charging
 
 
 async def _holds(world: Site, sid: str) -> list[tuple[str, int, int]]:
@@ -44,15 +32,28 @@ async def _alerts(world: Site, sid: str) -> list[str]:
 
 
 @pytest.fixture
-async def small_holds(settings: Settings, db: asyncpg.Connection) -> Any:
-    async with charging_site(settings, db, payment_hold_minor=300, session_max_holds=2) as w:
-        yield w
+async def holds_site(
+    settings: Settings, db: asyncpg.Connection
+) -> AsyncIterator[Callable[[int], Awaitable[Site]]]:
+    """Opens the charging site with holds of 3.00 € each, at most `max_holds` of them per
+    session, at 0.50 €/kWh and nothing else, no VAT (the cost is half the Wh in cents)."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def open_site(max_holds: int) -> Site:
+            site = charging_site(settings, db, payment_hold_minor=300, session_max_holds=max_holds)
+            world = await stack.enter_async_context(site)
+            await world.use_tariff(HALF_EURO_PER_KWH)
+            return world
+
+        yield open_site
 
 
-async def test_a_further_hold_then_stop_and_sms_when_it_runs_out(small_holds: Site) -> None:
-    world = small_holds
-    sim, driver, sid = await _charging(world)
-    start = sim.transaction(1).meter_start_wh
+async def test_a_further_hold_then_stop_and_sms_when_it_runs_out(
+    holds_site: Callable[[int], Awaitable[Site]],
+) -> None:
+    world = await holds_site(2)
+    sim, driver, sid, tx = await charging(world)
+    start = tx.meter_start_wh
     await sim.send_meter_values(1, energy_wh=start + 5_000, power_w=40_000)  # 250 of 300
     assert await world.run_jobs("session_hold_low") == []
     await sim.send_meter_values(1, energy_wh=start + 5_500, power_w=40_000)  # 275: ≥ 90 %
@@ -85,18 +86,13 @@ async def test_a_further_hold_then_stop_and_sms_when_it_runs_out(small_holds: Si
     assert (await _alerts(world, sid)).count("hold_exhausted") == 1
 
 
-@pytest.fixture
-async def one_hold(settings: Settings, db: asyncpg.Connection) -> Any:
-    async with charging_site(settings, db, payment_hold_minor=300, session_max_holds=1) as w:
-        yield w
-
-
-async def test_what_the_bill_exceeds_the_hold_by_is_a_second_payment(one_hold: Site) -> None:
-    world = one_hold
-    sim, driver, sid = await _charging(world)
-    start = sim.transaction(1).meter_start_wh
+async def test_what_the_bill_exceeds_the_hold_by_is_a_second_payment(
+    holds_site: Callable[[int], Awaitable[Site]],
+) -> None:
+    world = await holds_site(1)
+    sim, driver, sid, tx = await charging(world)
     # The cost ran past the hold before the stop took effect: 4.00 € on a 3.00 € hold.
-    await sim.send_meter_values(1, energy_wh=start + 8_000, power_w=40_000)
+    await sim.send_meter_values(1, energy_wh=tx.meter_start_wh + 8_000, power_w=40_000)
     assert await world.run_jobs("session_hold_low") == ["stopped"]
     done = await world.until(driver, sid, lambda v: v["receipt"] is not None)
     assert done["receipt"]["total_minor"] == 400
