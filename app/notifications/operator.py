@@ -45,22 +45,7 @@ RETRY_MAX_S: Final = 300.0
 SIGNATURE_HEADER: Final = "X-Voltway-Signature"
 
 
-class AlertForDelivery(msgspec.Struct, frozen=True):
-    alert_id: int
-    kind: str
-    reason: str
-    detail: dict[str, Any]
-    raised_at: datetime
-    charger_id: str | None
-    charge_point_id: str | None
-    site_name: str | None
-    session_id: str | None
-    payment_intent_id: str | None
-    delivery_status: str
-    attempts: int
-
-
-class TicketPayload(msgspec.Struct, kw_only=True):
+class TicketPayload(msgspec.Struct, frozen=True, kw_only=True):
     """What the ticketing webhook receives."""
 
     event: str = "operator_alert.raised"
@@ -74,6 +59,13 @@ class TicketPayload(msgspec.Struct, kw_only=True):
     site_name: str | None
     session_id: str | None
     payment_intent_id: str | None
+
+
+class AlertForDelivery(TicketPayload, frozen=True):
+    """An alert as the webhook receives it, with the state of its delivery on one channel."""
+
+    delivery_status: str
+    attempts: int
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -200,18 +192,7 @@ async def _deliver_webhook(
             )
             await outbox.mark_done(conn, outbox_id)
         return "skipped"
-    payload = TicketPayload(
-        alert_id=alert.alert_id,
-        kind=alert.kind,
-        reason=alert.reason,
-        detail=alert.detail,
-        raised_at=alert.raised_at,
-        charger_id=alert.charger_id,
-        charge_point_id=alert.charge_point_id,
-        site_name=alert.site_name,
-        session_id=alert.session_id,
-        payment_intent_id=alert.payment_intent_id,
-    )
+    payload = TicketPayload(**{f: getattr(alert, f) for f in TicketPayload.__struct_fields__})
     body = msgspec.json.encode(payload)
     timestamp = int(clock.now().timestamp())
     headers = {

@@ -170,20 +170,6 @@ async def release_message(
     )
 
 
-async def mark_sent(
-    db: Executor,
-    *,
-    message_id: uuid.UUID,
-    provider: str,
-    provider_sid: str,
-    now: datetime,
-    redact: bool,
-) -> int:
-    return await execute(
-        db, "notifications.mark_sent", message_id, provider, provider_sid, now, redact
-    )
-
-
 async def mark_sent_done(
     db: Executor,
     *,

@@ -38,7 +38,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.core import outbox
 from app.core.clock import Clock
-from app.core.db import Connection
 from app.core.listen import Listener
 from app.core.outbox import RELAY_BATCH, relay_outbox
 from app.core.settings import Settings
@@ -165,7 +164,7 @@ async def deliver_claimed(
         if alert:  # the driver said STOP or turned alerts off: nothing reaches Twilio
             code = ERR_OPTED_OUT if row.opted_out else None
             reason = "recipient opted out" if row.opted_out else "sms alerts turned off"
-            await _suppress(pool, outbox_id, mid, code, reason, now)
+            await _final(pool, outbox_id, mid, "suppressed", code, reason, now)
             return "suppressed"
         await _final(pool, outbox_id, mid, "failed", ERR_OPTED_OUT, "recipient opted out", now)
         return "opted_out"
@@ -219,12 +218,10 @@ async def deliver_claimed(
             validity_period_s=validity,
         )
     except SmsOptedOut as exc:
-        async with pool.acquire() as conn, conn.transaction():
-            await execute(conn, "notifications.opt_out", row.to_phone, "twilio_21610")
-            if alert:
-                await _suppress_in(conn, outbox_id, mid, exc.code, str(exc), clock.now())
-            else:
-                await _finish(conn, outbox_id, mid, "failed", exc.code, str(exc), clock.now())
+        status = "suppressed" if alert else "failed"
+        await _final(
+            pool, outbox_id, mid, status, exc.code, str(exc), clock.now(), opt_out=row.to_phone
+        )
         return "opted_out"
     except SmsRejected as exc:
         log.warning("SMS %s refused by the provider: code=%s", message_id, exc.code)
@@ -272,30 +269,6 @@ async def _sent(
     )
 
 
-async def _suppress(
-    pool: asyncpg.Pool,
-    outbox_id: int,
-    message_id: uuid.UUID,
-    code: int | None,
-    message: str,
-    now: datetime,
-) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await _suppress_in(conn, outbox_id, message_id, code, message, now)
-
-
-async def _suppress_in(
-    conn: Connection,
-    outbox_id: int,
-    message_id: uuid.UUID,
-    code: int | None,
-    message: str,
-    now: datetime,
-) -> None:
-    await queries.mark_suppressed(conn, message_id=message_id, code=code, message=message, now=now)
-    await outbox.mark_done(conn, outbox_id)
-
-
 async def _final(
     pool: asyncpg.Pool,
     outbox_id: int,
@@ -304,23 +277,22 @@ async def _final(
     code: int | None,
     message: str,
     now: datetime,
+    *,
+    opt_out: str | None = None,
 ) -> None:
+    """A final state for the message and its outbox row, in one transaction; `opt_out`: the
+    number Twilio refused as opted out, remembered in it too. `suppressed` (the driver said
+    STOP or turned alerts off) keeps the body as it is."""
     async with pool.acquire() as conn, conn.transaction():
-        await _finish(conn, outbox_id, message_id, status, code, message, now)
-
-
-async def _finish(
-    conn: Connection,
-    outbox_id: int,
-    message_id: uuid.UUID,
-    status: str,
-    code: int | None,
-    message: str,
-    now: datetime,
-) -> None:
-    """A final state for the message and its outbox row, in the caller's transaction."""
-    await execute(conn, "notifications.mark_final", message_id, status, code, message, now)
-    await outbox.mark_done(conn, outbox_id)
+        if opt_out is not None:
+            await execute(conn, "notifications.opt_out", opt_out, "twilio_21610")
+        if status == "suppressed":
+            await queries.mark_suppressed(
+                conn, message_id=message_id, code=code, message=message, now=now
+            )
+        else:
+            await execute(conn, "notifications.mark_final", message_id, status, code, message, now)
+        await outbox.mark_done(conn, outbox_id)
 
 
 async def redact_expired_sms(ctx: dict[str, Any]) -> int:

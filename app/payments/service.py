@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 import stripe
 
@@ -44,6 +44,7 @@ from app.payments.schemas import (
     WebhookAck,
 )
 from app.payments.stripe_client import (
+    CardFacts,
     Gateway,
     IntentFacts,
     StripeUnavailable,
@@ -180,6 +181,23 @@ def _card_out(row: PaymentMethodRow, default_id: str | None) -> PaymentMethodOut
     )
 
 
+async def _save_card(
+    db: Executor, card: CardFacts, *, driver_id: uuid.UUID, customer_id: str
+) -> PaymentMethodRow | None:
+    """Store (or refresh) a card attached to the driver's customer; None when the card is
+    another driver's."""
+    return await q.upsert_payment_method(
+        db,
+        payment_method_id=card.id,
+        driver_id=driver_id,
+        customer_id=customer_id,
+        brand=card.brand,
+        last4=card.last4,
+        exp_month=card.exp_month,
+        exp_year=card.exp_year,
+    )
+
+
 async def attach_payment_method(
     db: Executor,
     pool: Executor,
@@ -222,16 +240,7 @@ async def attach_payment_method(
         raise PaymentMethodInvalid("Stripe does not know this payment method") from exc
     except StripeUnavailable as exc:
         raise PaymentsUnavailable() from exc
-    row = await q.upsert_payment_method(
-        db,
-        payment_method_id=card.id,
-        driver_id=driver,
-        customer_id=customer.customer_id,
-        brand=card.brand,
-        last4=card.last4,
-        exp_month=card.exp_month,
-        exp_year=card.exp_year,
-    )
+    row = await _save_card(db, card, driver_id=driver, customer_id=customer.customer_id)
     if row is None:
         raise PaymentMethodInvalid("this payment method belongs to someone else")
     await q.set_default_payment_method(db, driver_id=driver, payment_method_id=card.id)
@@ -310,41 +319,10 @@ def _hold_from(row: PaymentRow) -> Hold:
     )
 
 
-async def _record_intent(
-    db: Executor,
-    facts: IntentFacts,
-    *,
-    kind: str,
-    session_id: uuid.UUID | None,
-    driver_id: uuid.UUID,
-    customer_id: str,
-    payment_method_id: str | None,
-    currency: str,
-    idempotency_key: str,
-    now: datetime,
-) -> PaymentRow:
-    captured = 0
-    if facts.status == "succeeded":
-        captured = facts.amount_received if facts.amount_received is not None else facts.amount
+def _failure_message(facts: IntentFacts) -> str | None:
+    """Stripe's message for the last failed payment attempt (what the row keeps of it)."""
     error = facts.last_payment_error or {}
-    return await q.insert_payment(
-        db,
-        payment_intent_id=facts.id,
-        session_id=session_id,
-        driver_id=driver_id,
-        customer_id=customer_id,
-        payment_method_id=payment_method_id,
-        kind=kind,
-        currency=currency,
-        status=facts.status,
-        amount_minor=facts.amount,
-        captured_minor=captured,
-        idempotency_key=idempotency_key,
-        failure_code=facts.failure_code,
-        failure_message=str(error["message"])[:500] if error.get("message") else None,
-        latest_charge_id=facts.charge_id,
-        now=now,
-    )
+    return str(error["message"])[:500] if error.get("message") else None
 
 
 async def _confirm_off_session(
@@ -357,8 +335,8 @@ async def _confirm_off_session(
     currency: str,
     idempotency_key: str,
     metadata: Mapping[str, Any],
-    session_id: uuid.UUID | str | None,
-    now: datetime | None,
+    session_id: uuid.UUID | str | None = None,
+    now: datetime | None = None,
 ) -> PaymentRow:
     """Create and confirm a PaymentIntent off-session on the driver's default card."""
     if amount_minor <= 0:
@@ -374,6 +352,31 @@ async def _confirm_off_session(
     customer = await q.customer_for_driver(db, driver_id=driver)
     if customer is None or not customer.default_payment_method_id:
         raise PaymentMethodRequired("add a card first (POST /v1/me/payment-methods)")
+
+    async def record(facts: IntentFacts) -> PaymentRow:
+        """Our row of the PaymentIntent Stripe made (or declined) for this request."""
+        captured = 0
+        if facts.status == "succeeded":
+            captured = facts.amount_received if facts.amount_received is not None else facts.amount
+        return await q.insert_payment(
+            db,
+            payment_intent_id=facts.id,
+            session_id=session,
+            driver_id=driver,
+            customer_id=customer.customer_id,
+            payment_method_id=customer.default_payment_method_id,
+            kind=kind,
+            currency=currency.upper(),
+            status=facts.status,
+            amount_minor=facts.amount,
+            captured_minor=captured,
+            idempotency_key=idempotency_key,
+            failure_code=facts.failure_code,
+            failure_message=_failure_message(facts),
+            latest_charge_id=facts.charge_id,
+            now=at,
+        )
+
     params: dict[str, Any] = {
         "amount": amount_minor,
         "currency": currency.lower(),
@@ -402,18 +405,7 @@ async def _confirm_off_session(
         error = exc.error
         failed = getattr(error, "payment_intent", None) if error is not None else None
         if failed is not None:  # real Stripe names the declined PaymentIntent
-            await _record_intent(
-                db,
-                intent_facts(failed),
-                kind=kind,
-                session_id=session,
-                driver_id=driver,
-                customer_id=customer.customer_id,
-                payment_method_id=customer.default_payment_method_id,
-                currency=currency.upper(),
-                idempotency_key=idempotency_key,
-                now=at,
-            )
+            await record(intent_facts(failed))
         code = (getattr(error, "decline_code", None) or exc.code) if error else exc.code
         raise CardDeclined(exc.user_message or "the card was declined", decline_code=code) from exc
     except stripe.InvalidRequestError as exc:
@@ -424,18 +416,7 @@ async def _confirm_off_session(
     except StripeUnavailable as exc:
         raise PaymentsUnavailable() from exc
     facts = intent_facts(intent)
-    row = await _record_intent(
-        db,
-        facts,
-        kind=kind,
-        session_id=session,
-        driver_id=driver,
-        customer_id=customer.customer_id,
-        payment_method_id=customer.default_payment_method_id,
-        currency=currency.upper(),
-        idempotency_key=idempotency_key,
-        now=at,
-    )
+    row = await record(facts)
     if facts.status == "requires_action":
         # Off-session and the issuer wants the driver present (SCA): not a usable card now.
         try:
@@ -454,69 +435,37 @@ async def _confirm_off_session(
     return row
 
 
-async def place_hold(
-    db: Executor,
-    gateway: Gateway,
-    *,
-    driver_id: uuid.UUID | str,
-    amount_minor: int,
-    currency: str,
-    idempotency_key: str,
-    metadata: Mapping[str, Any],
-    session_id: uuid.UUID | str | None = None,
-    now: datetime | None = None,
-) -> Hold:
+class OffSessionPayment(TypedDict):
+    """The keyword arguments of `place_hold` and `charge_extra`."""
+
+    driver_id: uuid.UUID | str
+    amount_minor: int
+    currency: str
+    idempotency_key: str
+    metadata: Mapping[str, Any]
+    session_id: NotRequired[uuid.UUID | str | None]
+    now: NotRequired[datetime | None]
+
+
+async def place_hold(db: Executor, gateway: Gateway, **payment: Unpack[OffSessionPayment]) -> Hold:
     """Pre-authorise `amount_minor` on the driver's default card: a PaymentIntent with
     `capture_method=manual`, confirmed off-session, keyed by `idempotency_key` (derive it
     from the session id: a repeat returns the same hold). `status == "requires_capture"`
     means the hold is in place. No card → `PaymentMethodRequired` (402); declined →
     `CardDeclined` (402); Stripe away → `PaymentsUnavailable` (503). `session_id` (or
     `metadata["session_id"]`) links the payment row to the session."""
-    row = await _confirm_off_session(
-        db,
-        gateway,
-        kind="hold",
-        driver_id=driver_id,
-        amount_minor=amount_minor,
-        currency=currency,
-        idempotency_key=idempotency_key,
-        metadata=metadata,
-        session_id=session_id,
-        now=now,
-    )
-    hold = _hold_from(row)
+    hold = _hold_from(await _confirm_off_session(db, gateway, kind="hold", **payment))
     if hold.status not in ("requires_capture", "succeeded"):
         raise PaymentsUnavailable(f"the hold is {hold.status}, not in place")
     return hold
 
 
 async def charge_extra(
-    db: Executor,
-    gateway: Gateway,
-    *,
-    driver_id: uuid.UUID | str,
-    amount_minor: int,
-    currency: str,
-    idempotency_key: str,
-    metadata: Mapping[str, Any],
-    session_id: uuid.UUID | str | None = None,
-    now: datetime | None = None,
+    db: Executor, gateway: Gateway, **payment: Unpack[OffSessionPayment]
 ) -> Hold:
     """Charge `amount_minor` at once, off-session on the default card (what a bill
     exceeds the hold by: a second payment, shown as such). Errors as `place_hold`."""
-    row = await _confirm_off_session(
-        db,
-        gateway,
-        kind="extra",
-        driver_id=driver_id,
-        amount_minor=amount_minor,
-        currency=currency,
-        idempotency_key=idempotency_key,
-        metadata=metadata,
-        session_id=session_id,
-        now=now,
-    )
-    return _hold_from(row)
+    return _hold_from(await _confirm_off_session(db, gateway, kind="extra", **payment))
 
 
 async def _apply_facts(db: Executor, facts: IntentFacts, now: datetime) -> PaymentRow | None:
@@ -532,14 +481,13 @@ async def _apply_facts(db: Executor, facts: IntentFacts, now: datetime) -> Payme
                 captured = decided.amount_minor
             elif current is not None and current.kind == "extra":
                 captured = facts.amount
-    error = facts.last_payment_error or {}
     row = await q.apply_intent(
         db,
         payment_intent_id=facts.id,
         status=facts.status,
         captured_minor=captured,
         failure_code=facts.failure_code if facts.status == "requires_payment_method" else None,
-        failure_message=str(error["message"])[:500] if error.get("message") else None,
+        failure_message=_failure_message(facts),
         latest_charge_id=facts.charge_id,
         now=now,
     )
@@ -555,6 +503,32 @@ async def _apply_facts(db: Executor, facts: IntentFacts, now: datetime) -> Payme
 async def _retrieve(gateway: Gateway, payment_intent_id: str) -> IntentFacts:
     intent = await gateway.call(gateway.v1.payment_intents.retrieve_async(payment_intent_id))
     return intent_facts(intent)
+
+
+async def _settle(
+    gateway: Gateway,
+    payment_intent_id: str,
+    request: Awaitable[Any],
+    *,
+    action: str,
+    done: str,
+) -> IntentFacts:
+    """Send a capture or cancel `request`. Refused, but the PaymentIntent is `done` already
+    (an attempt whose answer was lost) → its facts; else refused → `CaptureFailed`."""
+    try:
+        try:
+            return intent_facts(await gateway.call(request))
+        except stripe.InvalidRequestError as exc:
+            # Already done by an attempt whose answer was lost, expired, canceled…
+            facts = await _retrieve(gateway, payment_intent_id)
+            if facts.status != done:
+                raise CaptureFailed(
+                    f"Stripe refused the {action} ({exc.code or exc.http_status}); "
+                    f"the PaymentIntent is {facts.status}"
+                ) from exc
+            return facts
+    except StripeUnavailable as exc:
+        raise PaymentsUnavailable() from exc
 
 
 async def capture(
@@ -580,26 +554,17 @@ async def capture(
             db=db,
             now=now,
         )
-    try:
-        try:
-            intent = await gateway.call(
-                gateway.v1.payment_intents.capture_async(
-                    payment_intent_id,
-                    {"amount_to_capture": amount_minor},
-                    options={"idempotency_key": idempotency_key},
-                )
-            )
-            facts = intent_facts(intent)
-        except stripe.InvalidRequestError as exc:
-            # Already captured by an attempt whose answer was lost, expired, canceled…
-            facts = await _retrieve(gateway, payment_intent_id)
-            if facts.status != "succeeded":
-                raise CaptureFailed(
-                    f"Stripe refused the capture ({exc.code or exc.http_status}); "
-                    f"the PaymentIntent is {facts.status}"
-                ) from exc
-    except StripeUnavailable as exc:
-        raise PaymentsUnavailable() from exc
+    facts = await _settle(
+        gateway,
+        payment_intent_id,
+        gateway.v1.payment_intents.capture_async(
+            payment_intent_id,
+            {"amount_to_capture": amount_minor},
+            options={"idempotency_key": idempotency_key},
+        ),
+        action="capture",
+        done="succeeded",
+    )
     if facts.status != "succeeded":
         raise CaptureFailed(f"the PaymentIntent is {facts.status} after the capture")
     captured = facts.amount_received if facts.amount_received is not None else amount_minor
@@ -620,23 +585,15 @@ async def cancel_hold(
 ) -> CaptureOutcome:
     """Release a hold (cancel the PaymentIntent); canceling a canceled one is a success.
     A PaymentIntent captured already cannot be canceled → `CaptureFailed`."""
-    try:
-        try:
-            intent = await gateway.call(
-                gateway.v1.payment_intents.cancel_async(
-                    payment_intent_id, options={"idempotency_key": idempotency_key}
-                )
-            )
-            facts = intent_facts(intent)
-        except stripe.InvalidRequestError as exc:
-            facts = await _retrieve(gateway, payment_intent_id)
-            if facts.status != "canceled":
-                raise CaptureFailed(
-                    f"Stripe refused the cancel ({exc.code or exc.http_status}); "
-                    f"the PaymentIntent is {facts.status}"
-                ) from exc
-    except StripeUnavailable as exc:
-        raise PaymentsUnavailable() from exc
+    facts = await _settle(
+        gateway,
+        payment_intent_id,
+        gateway.v1.payment_intents.cancel_async(
+            payment_intent_id, options={"idempotency_key": idempotency_key}
+        ),
+        action="cancel",
+        done="canceled",
+    )
     if db is not None:
         await _apply_facts(db, facts, _now(now))
     return CaptureOutcome(payment_intent_id=payment_intent_id, status="canceled", captured_minor=0)
@@ -1103,16 +1060,7 @@ async def _on_setup_intent(db: Executor, gateway: Gateway | None, obj: Mapping[s
         return
     if card.customer != customer_id or card.type != "card":
         return
-    row = await q.upsert_payment_method(
-        db,
-        payment_method_id=card.id,
-        driver_id=driver,
-        customer_id=customer_id,
-        brand=card.brand,
-        last4=card.last4,
-        exp_month=card.exp_month,
-        exp_year=card.exp_year,
-    )
+    row = await _save_card(db, card, driver_id=driver, customer_id=customer_id)
     customer = await q.customer_for_driver(db, driver_id=driver)
     if row is not None and customer is not None and not customer.default_payment_method_id:
         await q.set_default_payment_method(db, driver_id=driver, payment_method_id=card.id)

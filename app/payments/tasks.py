@@ -18,9 +18,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -68,6 +70,22 @@ def backoff_s(attempt: int) -> float:
     return float(min(600, 5 * 2 ** max(0, attempt - 1)))
 
 
+def _configured_gateway(ctx: dict[str, Any]) -> Gateway:
+    """The worker's Stripe client; none configured is a failure the job retries."""
+    gateway = gateway_from(ctx)
+    if gateway is None:
+        raise service.PaymentsUnavailable("STRIPE_SECRET_KEY is not set")
+    return gateway
+
+
+@contextlib.asynccontextmanager
+async def _closing(pool: asyncpg.Pool, outbox_id: int) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction that ends the attempt: the job's outbox row is done with it."""
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn
+        await outbox.mark_done(conn, outbox_id)
+
+
 async def capture_payment(ctx: dict[str, Any], outbox_id: int, payment_intent_id: str) -> str:
     """One attempt at a decided capture; returns what happened (`succeeded`, `retry`,
     `flagged`, or the decision's final status when there was nothing to do)."""
@@ -77,14 +95,11 @@ async def capture_payment(ctx: dict[str, Any], outbox_id: int, payment_intent_id
     if decided is None or decided.status in ("succeeded", "flagged"):
         await outbox.mark_done(pool, outbox_id)
         return decided.status if decided else "missing"
-    gateway = gateway_from(ctx)
     error: str
     permanent = False
     try:
-        if gateway is None:
-            raise service.PaymentsUnavailable("STRIPE_SECRET_KEY is not set")
         outcome = await service.capture(
-            gateway,
+            _configured_gateway(ctx),
             payment_intent_id=payment_intent_id,
             amount_minor=decided.amount_minor,
             idempotency_key=decided.idempotency_key,
@@ -95,12 +110,11 @@ async def capture_payment(ctx: dict[str, Any], outbox_id: int, payment_intent_id
         error, permanent = exc.detail, True
     else:
         now = _clock(ctx).now()
-        async with pool.acquire() as conn, conn.transaction():
+        async with _closing(pool, outbox_id) as conn:
             await service.record_outcome(conn, outcome, now=now)
-            await outbox.mark_done(conn, outbox_id)
         return "succeeded"
     now = _clock(ctx).now()
-    async with pool.acquire() as conn, conn.transaction():
+    async with _closing(pool, outbox_id) as conn:
         give_up = permanent or decided.attempts + 1 >= settings.payment_capture_max_attempts
         attempts = await q.capture_attempt_failed(
             conn, payment_intent_id=payment_intent_id, error=error, give_up=give_up, now=now
@@ -125,7 +139,6 @@ async def capture_payment(ctx: dict[str, Any], outbox_id: int, payment_intent_id
                 dedupe_key=f"capture:{payment_intent_id}:{attempts}",
                 available_at=now + timedelta(seconds=backoff_s(attempts)),
             )
-        await outbox.mark_done(conn, outbox_id)
     log.warning(
         "capture of %s failed (%s): %s",
         payment_intent_id,
@@ -145,15 +158,12 @@ async def charge_extra_payment(ctx: dict[str, Any], outbox_id: int, session_id: 
     if extra is None or extra.status != "pending":
         await outbox.mark_done(pool, outbox_id)
         return extra.status if extra else "missing"
-    gateway = gateway_from(ctx)
     status = "pending"
     error = ""
     try:
-        if gateway is None:
-            raise service.PaymentsUnavailable("STRIPE_SECRET_KEY is not set")
         payment = await service.charge_extra(
             pool,
-            gateway,
+            _configured_gateway(ctx),
             driver_id=extra.driver_id,
             amount_minor=extra.amount_minor,
             currency=extra.currency,
@@ -168,14 +178,13 @@ async def charge_extra_payment(ctx: dict[str, Any], outbox_id: int, session_id: 
         error = exc.detail
     else:
         now = _clock(ctx).now()
-        async with pool.acquire() as conn, conn.transaction():
+        async with _closing(pool, outbox_id) as conn:
             await q.extra_succeeded(
                 conn, session_id=session, payment_intent_id=payment.payment_intent_id, now=now
             )
-            await outbox.mark_done(conn, outbox_id)
         return "succeeded"
     now = _clock(ctx).now()
-    async with pool.acquire() as conn, conn.transaction():
+    async with _closing(pool, outbox_id) as conn:
         if status != "declined" and extra.attempts + 1 >= settings.payment_capture_max_attempts:
             status = "flagged"
         recorded = await q.payment_by_key(conn, idempotency_key=extra.idempotency_key)
@@ -214,7 +223,6 @@ async def charge_extra_payment(ctx: dict[str, Any], outbox_id: int, session_id: 
                 dedupe_key=f"extra:{session}:{attempts}",
                 available_at=now + timedelta(seconds=backoff_s(attempts)),
             )
-        await outbox.mark_done(conn, outbox_id)
     return status if status != "pending" else "retry"
 
 
@@ -270,44 +278,53 @@ async def reconcile_payments(ctx: dict[str, Any]) -> dict[str, int]:
                 log.warning("reconciliation skipped a payment: %r", exc)
         return True
 
+    run = _Run(pool, gateway, now, counts)
     stale_before = now - timedelta(seconds=settings.payment_stale_hold_s)
     if not await each(
         await q.stale_holds(pool, before=stale_before, limit=RECONCILE_BATCH),
-        lambda hold: _stale_hold(pool, gateway, hold, now, counts),
+        lambda hold: _stale_hold(run, hold),
     ):
         return counts
     stall_before = now - timedelta(seconds=CAPTURE_STALL_S)
     if not await each(
         await q.captures_to_check(pool, before=stall_before, limit=RECONCILE_BATCH),
-        lambda d: _stalled_capture(pool, gateway, d.payment_intent_id, now, counts),
+        lambda d: _stalled_capture(run, d.payment_intent_id),
     ):
         return counts
     recheck_before = now - timedelta(seconds=RECHECK_AFTER_S)
     await each(
         await q.intents_to_check(pool, before=recheck_before, limit=RECONCILE_BATCH),
-        lambda row: _recheck(pool, gateway, row.payment_intent_id, now, counts),
+        lambda row: _recheck(run, row.payment_intent_id),
     )
     return counts
 
 
-async def _stale_hold(
-    pool: asyncpg.Pool, gateway: Gateway, hold: q.StaleHold, now: datetime, counts: dict[str, int]
-) -> None:
-    facts = await service.refresh_intent(pool, gateway, hold.payment_intent_id, now=now)
+@dataclass(frozen=True)
+class _Run:
+    """One reconciliation run: the pool, Stripe, the run's time and what it did so far."""
+
+    pool: asyncpg.Pool
+    gateway: Gateway
+    now: datetime
+    counts: dict[str, int]
+
+
+async def _stale_hold(run: _Run, hold: q.StaleHold) -> None:
+    facts = await service.refresh_intent(run.pool, run.gateway, hold.payment_intent_id, now=run.now)
     if facts.status != "requires_capture":
-        counts["refreshed"] += 1
+        run.counts["refreshed"] += 1
         return
     if not hold.session_exists or hold.session_status == "FAILED":
         # Nobody will bill it: give the driver's money back.
         try:
             await service.cancel_hold(
-                gateway,
+                run.gateway,
                 payment_intent_id=hold.payment_intent_id,
                 idempotency_key=f"cancel:{hold.payment_intent_id}",
-                db=pool,
-                now=now,
+                db=run.pool,
+                now=run.now,
             )
-            counts["released"] += 1
+            run.counts["released"] += 1
             return
         except service.CaptureFailed as exc:
             reason = f"release_refused: {exc.detail}"
@@ -316,68 +333,56 @@ async def _stale_hold(
     else:
         reason = "session_open_too_long"
     if await service.raise_alert(
-        pool,
+        run.pool,
         kind="payment_stale_hold",
         reason=reason,
         dedupe_key=f"stale_hold:{hold.payment_intent_id}",
-        now=now,
+        now=run.now,
         payment_intent_id=hold.payment_intent_id,
         session_id=hold.session_id,
         detail={"held_since": hold.created_at.isoformat(), "session_status": hold.session_status},
     ):
-        counts["alerted"] += 1
+        run.counts["alerted"] += 1
 
 
-async def _stalled_capture(
-    pool: asyncpg.Pool,
-    gateway: Gateway,
-    payment_intent_id: str,
-    now: datetime,
-    counts: dict[str, int],
-) -> None:
-    facts = await service.refresh_intent(pool, gateway, payment_intent_id, now=now)
-    decided = await q.capture_row(pool, payment_intent_id=payment_intent_id)
+async def _stalled_capture(run: _Run, payment_intent_id: str) -> None:
+    facts = await service.refresh_intent(run.pool, run.gateway, payment_intent_id, now=run.now)
+    decided = await q.capture_row(run.pool, payment_intent_id=payment_intent_id)
     if decided is None or decided.status == "succeeded":
-        counts["refreshed"] += 1  # Stripe had done it; the row is right now
+        run.counts["refreshed"] += 1  # Stripe had done it; the row is right now
         return
     if facts.status == "requires_capture" and decided.status in ("pending", "failed"):
         queued = await outbox.enqueue(
-            pool,
+            run.pool,
             job=service.CAPTURE_JOB,
             args={"payment_intent_id": payment_intent_id},
             dedupe_key=f"capture:{payment_intent_id}:{decided.attempts}",
         )
         if queued is not None:
-            counts["requeued"] += 1
+            run.counts["requeued"] += 1
         return
     if facts.status != "requires_capture":
-        row = await q.payment(pool, payment_intent_id=payment_intent_id)
+        row = await q.payment(run.pool, payment_intent_id=payment_intent_id)
         if await service.raise_alert(
-            pool,
+            run.pool,
             kind="payment_mismatch",
             reason=f"capture_{decided.status}_but_intent_{facts.status}",
             dedupe_key=f"mismatch:{payment_intent_id}:{facts.status}",
-            now=now,
+            now=run.now,
             payment_intent_id=payment_intent_id,
             session_id=row.session_id if row else None,
             detail={"decided_minor": decided.amount_minor, "stripe_status": facts.status},
         ):
-            counts["alerted"] += 1
+            run.counts["alerted"] += 1
 
 
-async def _recheck(
-    pool: asyncpg.Pool,
-    gateway: Gateway,
-    payment_intent_id: str,
-    now: datetime,
-    counts: dict[str, int],
-) -> None:
-    before = await q.payment(pool, payment_intent_id=payment_intent_id)
-    facts = await service.refresh_intent(pool, gateway, payment_intent_id, now=now)
-    counts["refreshed"] += 1
+async def _recheck(run: _Run, payment_intent_id: str) -> None:
+    before = await q.payment(run.pool, payment_intent_id=payment_intent_id)
+    facts = await service.refresh_intent(run.pool, run.gateway, payment_intent_id, now=run.now)
+    run.counts["refreshed"] += 1
     if before is None or facts.status == before.status:
         return
-    decided = await q.capture_row(pool, payment_intent_id=payment_intent_id)
+    decided = await q.capture_row(run.pool, payment_intent_id=payment_intent_id)
     if facts.status == "succeeded" and before.kind == "hold" and decided is None:
         reason = "captured_without_decision"
     elif facts.status == "canceled" and decided is not None and decided.amount_minor > 0:
@@ -385,13 +390,13 @@ async def _recheck(
     else:
         return
     if await service.raise_alert(
-        pool,
+        run.pool,
         kind="payment_mismatch",
         reason=reason,
         dedupe_key=f"mismatch:{payment_intent_id}:{facts.status}",
-        now=now,
+        now=run.now,
         payment_intent_id=payment_intent_id,
         session_id=before.session_id,
         detail={"ours": before.status, "stripe": facts.status},
     ):
-        counts["alerted"] += 1
+        run.counts["alerted"] += 1

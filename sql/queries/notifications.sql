@@ -26,19 +26,6 @@ RETURNING m.message_id, m.to_phone, m.driver_id, m.purpose, m.body, m.redacted_b
 -- Status, lease and pacing slot of a message (when it could not be claimed).
 SELECT status, lease_until, send_after FROM sms_messages WHERE message_id = $1;
 
--- name: mark_sent
--- The provider accepted the message (a status callback may have been quicker); a secret body is replaced by its redacted form.
-UPDATE sms_messages
-SET status = CASE WHEN status = 'sending' THEN 'sent' ELSE status END,
-    provider = $2, provider_sid = $3, sent_at = COALESCE(sent_at, $4), updated_at = $4,
-    lease_until = NULL, error_code = CASE WHEN status = 'sending' THEN NULL ELSE error_code END,
-    error_message = NULL, send_after = NULL,
-    body = CASE WHEN $5 THEN COALESCE(redacted_body, body) ELSE body END
-WHERE message_id = $1
-  AND (status = 'sending'
-       OR (status IN ('sent', 'delivered', 'undelivered', 'failed')
-           AND (provider_sid IS NULL OR provider_sid = $3)));
-
 -- name: mark_final
 -- A final failure or expiry: never retried; a secret body is redacted.
 UPDATE sms_messages
@@ -283,7 +270,7 @@ ORDER BY m.created_at
 LIMIT $3;
 
 -- name: mark_sent_done
--- mark_sent and its outbox row done in one statement (one round trip, atomic).
+-- The provider accepted the message (a status callback may have been quicker; a secret body is replaced by its redacted form) and its outbox row is done, in one statement (one round trip, atomic).
 WITH sent AS (
     UPDATE sms_messages
     SET status = CASE WHEN status = 'sending' THEN 'sent' ELSE status END,
