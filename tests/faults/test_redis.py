@@ -42,7 +42,7 @@ from tests.faults.helpers import (
     twilio_env,
     until,
 )
-from tests.faults.world import World
+from tests.faults.world import World, world_served
 from tests.standins.twilio import TwilioStandIn
 
 pytestmark = pytest.mark.timeout(180)
@@ -234,42 +234,34 @@ async def test_redis_black_holed_commands_fall_back_within_a_second_or_two(
         REDIS_URL=redis_proxy.url_for(settings.redis_url),
         **stripe_env(localstripe.api_base),
     )
-    async with (
-        served(env) as (base, api),
-        httpx.AsyncClient(base_url=base, timeout=20) as http,
-        fresh_client(base) as probe,
-    ):
-        world = World(http, db, settings, base)
-        try:
-            await world.open(CHARGERS[:2])
-            holders = await world.spread(api)
-            assert len(set(holders.values())) == 2, holders
-            driver = await world.driver()
+    async with world_served(env, db, settings) as (world, api, probe):
+        await world.open(CHARGERS[:2])
+        holders = await world.spread(api)
+        assert len(set(holders.values())) == 2, holders
+        driver = await world.driver()
 
-            redis_proxy.blackhole()
+        redis_proxy.blackhole()
 
-            async def redis_down() -> bool:
-                r = await probe.get("/health/ready")
-                return r.status_code == 503 and r.json()["checks"]["redis"] != "ok"
+        async def redis_down() -> bool:
+            r = await probe.get("/health/ready")
+            return r.status_code == 503 and r.json()["checks"]["redis"] != "ok"
 
-            await until(redis_down, within_s=5, what="/health/ready 503 for Redis", log=api)
-            took = []
-            for cpid in CHARGERS[:2]:
-                t0 = time.monotonic()
-                await reserve_and_cancel(world, driver, cpid)
-                took.append(time.monotonic() - t0)
-            sid = await start_and_stop(world, driver, CHARGERS[1])
-            assert (await world.session(driver, sid))["receipt"] is not None
+        await until(redis_down, within_s=5, what="/health/ready 503 for Redis", log=api)
+        took = []
+        for cpid in CHARGERS[:2]:
+            t0 = time.monotonic()
+            await reserve_and_cancel(world, driver, cpid)
+            took.append(time.monotonic() - t0)
+        sid = await start_and_stop(world, driver, CHARGERS[1])
+        assert (await world.session(driver, sid))["receipt"] is not None
 
-            redis_proxy.heal()
+        redis_proxy.heal()
 
-            async def ready() -> bool:
-                return (await probe.get("/health/ready")).status_code == 200
+        async def ready() -> bool:
+            return (await probe.get("/health/ready")).status_code == 200
 
-            await until(ready, within_s=10, what="/health/ready 200", log=api)
-            for cpid in CHARGERS[:2]:
-                await reserve_and_cancel(world, driver, cpid)
-            print(f"\nRedis black-holed: hold + cancel took {[round(t, 2) for t in took]} s")
-            assert max(took) < 8, took
-        finally:
-            await world.close()
+        await until(ready, within_s=10, what="/health/ready 200", log=api)
+        for cpid in CHARGERS[:2]:
+            await reserve_and_cancel(world, driver, cpid)
+        print(f"\nRedis black-holed: hold + cancel took {[round(t, 2) for t in took]} s")
+        assert max(took) < 8, took

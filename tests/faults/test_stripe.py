@@ -24,8 +24,8 @@ from app.core.settings import Settings
 from app.payments.localstripe import DEMO_SECRET_KEY
 from app.payments.stripe_client import Gateway
 from tests.faultproxy import TcpProxy
-from tests.faults.helpers import served, service_env, stripe_env
-from tests.faults.world import World
+from tests.faults.helpers import service_env, stripe_env
+from tests.faults.world import World, world_served
 from tests.payments.fixtures import FaultProxy, fault_proxy
 
 __all__ = ["fault_proxy"]
@@ -87,42 +87,38 @@ async def test_stripe_timeouts_and_5xx_on_the_hold_fail_the_start_cleanly(
         settings,
         **stripe_env(stripe_line.url_for(fault_proxy.url), timeout_s=STRIPE_TIMEOUT_S),
     )
-    async with served(env) as (base, _api), httpx.AsyncClient(base_url=base, timeout=30) as http:
-        world = World(http, db, settings, base)
-        try:
-            await world.open([CPID])
-            drivers = [await world.driver() for _ in range(3)]
+    async with world_served(env, db, settings, timeout_s=30) as (world, _api, _probe):
+        await world.open([CPID])
+        drivers = [await world.driver() for _ in range(3)]
 
-            # --- a black hole: Stripe never answers
-            stripe_line.blackhole()
-            r, took = await failed_start(world, drivers[0])
-            stripe_line.heal()
-            print(f"\nhold timed out: {r.status_code} after {took:.1f} s")
-            await assert_clean_failure(world, db, drivers[0], r)
-            assert took <= DEADLINE_S + 1.5, took
-            # --- 5xx on every try (the library's retry included)
-            fault_proxy.fail(r"^POST /v1/payment_intents$", times=2)
-            r, took = await failed_start(world, drivers[1])
-            print(f"hold answered 500: {r.status_code} after {took:.1f} s")
-            await assert_clean_failure(world, db, drivers[1], r)
-            assert remote_starts(world) == 0  # the charger got nothing
+        # --- a black hole: Stripe never answers
+        stripe_line.blackhole()
+        r, took = await failed_start(world, drivers[0])
+        stripe_line.heal()
+        print(f"\nhold timed out: {r.status_code} after {took:.1f} s")
+        await assert_clean_failure(world, db, drivers[0], r)
+        assert took <= DEADLINE_S + 1.5, took
+        # --- 5xx on every try (the library's retry included)
+        fault_proxy.fail(r"^POST /v1/payment_intents$", times=2)
+        r, took = await failed_start(world, drivers[1])
+        print(f"hold answered 500: {r.status_code} after {took:.1f} s")
+        await assert_clean_failure(world, db, drivers[1], r)
+        assert remote_starts(world) == 0  # the charger got nothing
 
-            # --- Stripe is back: the same drivers start on the same connector
-            for d in drivers[:2]:
-                r = await world.http.post(
-                    "/v1/sessions",
-                    json={"connector_id": world.connectors[(CPID, 1)]},
-                    headers=d["headers"],
-                )
-                assert r.status_code == 201, r.text
-                sid = r.json()["session_id"]
-                await world.session_until(d, sid, {"CHARGING", "SUSPENDED"}, within_s=10)
-                r = await world.http.post(f"/v1/sessions/{sid}/stop", headers=d["headers"])
-                assert r.status_code == 202, r.text
-                await world.session_until(d, sid, {"COMPLETED"}, within_s=10)
-            assert remote_starts(world) == 2
-        finally:
-            await world.close()
+        # --- Stripe is back: the same drivers start on the same connector
+        for d in drivers[:2]:
+            r = await world.http.post(
+                "/v1/sessions",
+                json={"connector_id": world.connectors[(CPID, 1)]},
+                headers=d["headers"],
+            )
+            assert r.status_code == 201, r.text
+            sid = r.json()["session_id"]
+            await world.session_until(d, sid, {"CHARGING", "SUSPENDED"}, within_s=10)
+            r = await world.http.post(f"/v1/sessions/{sid}/stop", headers=d["headers"])
+            assert r.status_code == 202, r.text
+            await world.session_until(d, sid, {"COMPLETED"}, within_s=10)
+        assert remote_starts(world) == 2
 
 
 @pytest.mark.xfail(
@@ -139,37 +135,32 @@ async def test_a_hold_whose_answer_was_lost_is_known_so_it_can_be_released(
     stripe_line: TcpProxy,
 ) -> None:
     env = service_env(settings, **stripe_env(stripe_line.url_for(fault_proxy.url)))
-    async with served(env) as (base, _api), httpx.AsyncClient(base_url=base, timeout=30) as http:
-        world = World(http, db, settings, base)
+    async with world_served(env, db, settings, timeout_s=30) as (world, _api, _probe):
+        await world.open([CPID])
+        driver = await world.driver()
+        # Stripe creates the PaymentIntent, the answer never arrives (each try)
+        fault_proxy.fail(r"^POST /v1/payment_intents$", times=2, after=True)
+        r, _ = await failed_start(world, driver)
+        await assert_clean_failure(world, db, driver, r)
+        customer = await db.fetchval(
+            "SELECT customer_id FROM stripe_customers WHERE driver_id = $1::uuid",
+            driver["driver_id"],
+        )
+        gateway = Gateway(DEMO_SECRET_KEY, api_base=fault_proxy.upstream)
         try:
-            await world.open([CPID])
-            driver = await world.driver()
-            # Stripe creates the PaymentIntent, the answer never arrives (each try)
-            fault_proxy.fail(r"^POST /v1/payment_intents$", times=2, after=True)
-            r, _ = await failed_start(world, driver)
-            await assert_clean_failure(world, db, driver, r)
-            customer = await db.fetchval(
-                "SELECT customer_id FROM stripe_customers WHERE driver_id = $1::uuid",
-                driver["driver_id"],
-            )
-            gateway = Gateway(DEMO_SECRET_KEY, api_base=fault_proxy.upstream)
-            try:
-                intents = await gateway.v1.payment_intents.list_async({"limit": 100})
-            finally:
-                await gateway.aclose()
-            authorised = [
-                pi.id
-                for pi in intents.data
-                if pi.customer == customer and pi.status == "requires_capture"
-            ]
-            known = {
-                r["payment_intent_id"]
-                for r in await db.fetch("SELECT payment_intent_id FROM payments")
-            }
-            print(f"\nauthorised at Stripe after the failed start: {authorised}; known: {known}")
-            assert authorised, "the fault did not happen"
-            # each must at least be known, so that the failed session's release (or
-            # reconcile_payments) cancels it
-            assert set(authorised) <= known
+            intents = await gateway.v1.payment_intents.list_async({"limit": 100})
         finally:
-            await world.close()
+            await gateway.aclose()
+        authorised = [
+            pi.id
+            for pi in intents.data
+            if pi.customer == customer and pi.status == "requires_capture"
+        ]
+        known = {
+            r["payment_intent_id"] for r in await db.fetch("SELECT payment_intent_id FROM payments")
+        }
+        print(f"\nauthorised at Stripe after the failed start: {authorised}; known: {known}")
+        assert authorised, "the fault did not happen"
+        # each must at least be known, so that the failed session's release (or
+        # reconcile_payments) cancels it
+        assert set(authorised) <= known

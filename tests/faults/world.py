@@ -5,6 +5,8 @@ saved through the API (localstripe behind the service)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +25,7 @@ from tests.factories import (
     site,
     staff_token,
 )
-from tests.faults.helpers import Process, client_ports, holder_of, until
+from tests.faults.helpers import Process, client_ports, fresh_client, holder_of, served, until
 
 PASSWORD = "fault-charger-password-01"
 TARIFF = energy_tariff("Faults")
@@ -201,3 +203,22 @@ class World:
         except AssertionError as exc:
             raise AssertionError(f"{exc}; last seen {last}") from None
         return last
+
+
+@asynccontextmanager
+async def world_served(
+    env: dict[str, str], db: asyncpg.Connection, settings: Settings, *, timeout_s: float = 20
+) -> AsyncIterator[tuple[World, Process, httpx.AsyncClient]]:
+    """The service (granian, 2 workers) on `env` and a World on it; yields the world, the
+    server process and a client that opens a new connection per request (a probe that
+    reaches every worker). The world's chargers are closed on the way out."""
+    async with (
+        served(env) as (base, api),
+        httpx.AsyncClient(base_url=base, timeout=timeout_s) as http,
+        fresh_client(base) as probe,
+    ):
+        world = World(http, db, settings, base)
+        try:
+            yield world, api, probe
+        finally:
+            await world.close()
