@@ -229,12 +229,19 @@ async def driver_on(
     driver: dict[str, Any] = await make_driver(db, settings, phone=phone)
     driver["headers"] = auth(driver["access_token"])
     if card is not None:
-        r = await http.post(
-            "/v1/me/payment-methods", json={"payment_method_id": card}, headers=driver["headers"]
-        )
+        r = await add_card(http, driver, card)
         assert r.status_code == 201, r.text
         driver["card"] = r.json()
     return driver
+
+
+async def add_card(http: Any, driver: dict[str, Any], payment_method_id: str) -> Any:
+    """`POST /v1/me/payment-methods` as `driver`: save (and make default) a card."""
+    return await http.post(
+        "/v1/me/payment-methods",
+        json={"payment_method_id": payment_method_id},
+        headers=auth(driver["access_token"]),
+    )
 
 
 def energy_tariff(name: str, *, vat: str = "19", energy: str = "0.49") -> dict[str, Any]:

@@ -179,12 +179,10 @@ async def served(env: dict[str, str], *, workers: int = 2) -> AsyncIterator[tupl
         await asyncio.to_thread(proc.close)
 
 
-@asynccontextmanager
-async def granian_app(
-    db_url: str, redis_url: str, *, workers: int = 2, env: dict[str, str] | None = None
-) -> AsyncIterator[str]:
-    """The app in granian on this database and Redis; yields its base URL."""
-    child_env = {
+def app_env(db_url: str, redis_url: str, **extra: str) -> dict[str, str]:
+    """The environment of the service's processes in a test: this database and Redis,
+    the test JWT secret, no demo, quiet logs, no search rate limit; `extra` on top."""
+    return {
         **os.environ,
         "DATABASE_URL": db_url,
         "REDIS_URL": redis_url,
@@ -194,9 +192,16 @@ async def granian_app(
         "LOG_LEVEL": "WARNING",
         "DISCOVERY_RATE_PER_S": "0",
         "PYTHONPATH": str(ROOT),
-        **(env or {}),
+        **extra,
     }
-    async with served(child_env, workers=workers) as (base, _):
+
+
+@asynccontextmanager
+async def granian_app(
+    db_url: str, redis_url: str, *, workers: int = 2, env: dict[str, str] | None = None
+) -> AsyncIterator[str]:
+    """The app in granian on this database and Redis; yields its base URL."""
+    async with served(app_env(db_url, redis_url, **(env or {})), workers=workers) as (base, _):
         yield base
 
 

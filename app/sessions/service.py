@@ -603,7 +603,7 @@ async def running_cost(db: Executor, row: SessionRow, now: datetime) -> int | No
         start_at=row.started_at,
         meter_start_wh=row.meter_start_wh,
         readings=[Reading(r.at, r.wh) for r in readings],
-        end_at=row.ended_at if row.ended_at is not None else max(now, row.started_at),
+        end_at=row.ended_at or max(now, row.started_at),
         meter_stop_wh=row.meter_stop_wh if ended else None,
         charging_end=row.charging_ended_at,
     )

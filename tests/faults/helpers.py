@@ -5,62 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from app.core.settings import ROOT, Settings
-from tests.conftest import TEST_JWT_SECRET
+from app.core.settings import Settings
 
-# The service's processes (granian, arq) and their bounded stop live in tests/servers.py.
-from tests.servers import (
-    Process,
-    arq_worker,
-    base_url,
-    fresh_client,
-    granian,
-    served,
-    wait_ready,
-    worker_pids,
-)
-
-__all__ = [
-    "Process",
-    "arq_worker",
-    "base_url",
-    "client_ports",
-    "fresh_client",
-    "granian",
-    "holder_of",
-    "served",
-    "service_env",
-    "stripe_env",
-    "twilio_env",
-    "until",
-    "wait_ready",
-    "worker_pids",
-]
+# The service's processes (granian, arq) and their bounded stop: tests/servers.py.
+from tests.servers import Process, app_env, worker_pids
 
 
 def service_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment every fault-test process gets (the test's database and Redis
     namespace; override DATABASE_URL / REDIS_URL with a proxy's)."""
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "REDIS_NAMESPACE": settings.redis_namespace,
-        "APP_DEMO": "0",
-        "JWT_SECRET": TEST_JWT_SECRET,
-        "ACCESS_LOG": "0",
-        "LOG_LEVEL": "WARNING",
-        "DISCOVERY_RATE_PER_S": "0",
-        "DB_POOL_MIN": "1",
-        "DB_POOL_MAX": "8",
-        "PYTHONPATH": str(ROOT),
-        **extra,
-    }
+    defaults = {"REDIS_NAMESPACE": settings.redis_namespace, "DB_POOL_MIN": "1", "DB_POOL_MAX": "8"}
+    return app_env(settings.database_url, settings.redis_url, **{**defaults, **extra})
 
 
 async def until(

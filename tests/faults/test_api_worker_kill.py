@@ -19,14 +19,10 @@ import pytest
 
 from app.core.settings import Settings
 from app.payments.localstripe import LocalStripe
-from tests.faults.helpers import (
-    service_env,
-    stripe_env,
-    until,
-    worker_pids,
-)
+from tests.faults.helpers import service_env, stripe_env, until
 from tests.faults.test_redis import reserve_and_cancel, start_and_stop
 from tests.faults.world import world_served
+from tests.servers import worker_pids
 
 pytestmark = pytest.mark.timeout(150)
 

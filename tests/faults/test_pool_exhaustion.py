@@ -16,7 +16,8 @@ import pytest
 
 from app.core.settings import Settings
 from tests.factories import auth, make_driver
-from tests.faults.helpers import served, service_env
+from tests.faults.helpers import service_env
+from tests.servers import served
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -24,8 +24,8 @@ import pytest
 from app.core.settings import Settings
 from tests.factories import auth, make_driver
 from tests.faultproxy import TcpProxy
-from tests.faults.helpers import fresh_client, served, service_env, until
-from tests.servers import seconds_until_everywhere
+from tests.faults.helpers import service_env, until
+from tests.servers import fresh_client, seconds_until_everywhere, served
 
 pytestmark = pytest.mark.timeout(120)
 

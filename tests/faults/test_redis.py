@@ -32,17 +32,9 @@ import pytest
 from app.core.settings import Settings
 from app.payments.localstripe import LocalStripe
 from tests.faultproxy import TcpProxy
-from tests.faults.helpers import (
-    Process,
-    arq_worker,
-    fresh_client,
-    served,
-    service_env,
-    stripe_env,
-    twilio_env,
-    until,
-)
+from tests.faults.helpers import service_env, stripe_env, twilio_env, until
 from tests.faults.world import World, world_served
+from tests.servers import Process, arq_worker, fresh_client, served
 from tests.standins.twilio import TwilioStandIn
 
 pytestmark = pytest.mark.timeout(180)

@@ -25,7 +25,8 @@ from tests.factories import (
     site,
     staff_token,
 )
-from tests.faults.helpers import Process, client_ports, fresh_client, holder_of, served, until
+from tests.faults.helpers import client_ports, holder_of, until
+from tests.servers import Process, fresh_client, served
 
 PASSWORD = "fault-charger-password-01"
 TARIFF = energy_tariff("Faults")

@@ -36,7 +36,7 @@ from app.payments.localstripe import DEMO_SECRET_KEY, LocalStripe
 from app.payments.schemas import Hold, PaymentSummary
 from app.payments.stripe_client import Gateway
 from app.payments.tasks import capture_payment, charge_extra_payment, close_stripe
-from tests.factories import auth, driver_on
+from tests.factories import add_card, driver_on
 
 WEBHOOK_SECRET = "whsec_test_voltway_0123456789abcdef"
 
@@ -80,17 +80,6 @@ async def job_ctx(settings: Settings) -> AsyncIterator[dict[str, Any]]:
     yield ctx
     await close_stripe(ctx)
     await pool.close()
-
-
-async def add_card(
-    client: AsyncTestClient[Litestar], driver: dict[str, Any], payment_method_id: str
-) -> httpx.Response:
-    """`POST /v1/me/payment-methods` as `driver`: save (and make default) a card."""
-    return await client.post(
-        "/v1/me/payment-methods",
-        json={"payment_method_id": payment_method_id},
-        headers=auth(driver["access_token"]),
-    )
 
 
 async def driver_with_card(
@@ -138,7 +127,8 @@ class Payments:
         return await driver_on(self.client, self.db, self.settings, phone=phone, card=card)
 
     async def add_card(self, driver: dict[str, Any], payment_method_id: str) -> httpx.Response:
-        return await add_card(self.client, driver, payment_method_id)
+        r: httpx.Response = await add_card(self.client, driver, payment_method_id)
+        return r
 
     async def hold(
         self,
