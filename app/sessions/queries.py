@@ -20,7 +20,6 @@ from app.sessions.schemas import (
     SessionRow,
     SocRow,
     StartConnector,
-    TariffVersionRow,
 )
 
 
@@ -265,14 +264,4 @@ async def recently_cancelled(
 
 async def tariff_in_force(db: Executor, *, connector_id: uuid.UUID, at: datetime) -> Tariff | None:
     """The tariff version a session starting `at` on this connector locks."""
-    row = await fetch_one(db, "sessions.tariff_in_force", TariffVersionRow, connector_id, at)
-    if row is None:
-        return None
-    return Tariff(
-        tariff_id=str(row.tariff_id),
-        version=row.version,
-        currency=row.currency,
-        vat_percent=row.vat_percent,
-        elements=row.elements,
-        name=row.name,
-    )
+    return await fetch_one(db, "sessions.tariff_in_force", Tariff, connector_id, at)

@@ -1,8 +1,9 @@
 -- Usage analytics over charging_sessions. Every block takes [$1, $2) as the period and
 -- $3 as "now": an open session occupies its connector until now, and no session occupies
 -- one for more than 48 h (a lost StopTransaction must not hold a connector for ever; it
--- also bounds the index range read). A session counts in `sessions` and `energy_wh` where
--- it started; it occupies connector time wherever it overlaps. Available connector time =
+-- also bounds the index range read). session_occupancy() (sql/migrations/0012) applies
+-- those rules for every block. A session counts in `sessions` and `energy_wh` where it
+-- started; it occupies connector time wherever it overlaps. Available connector time =
 -- every connector that exists, from its creation on.
 -- Hours are UTC hours labelled with each site's local hour of day (exact for every zone
 -- whose offset is whole hours, DST days included: the repeated hour counts twice, the
@@ -10,16 +11,7 @@
 
 -- name: usage_totals
 -- The whole network over [$1, $2): sessions started, their energy, occupied and available connector-seconds.
-WITH sess AS (
-    SELECT cs.started_at, cs.energy_wh,
-           greatest(cs.started_at, $1::timestamptz) AS o0,
-           least(coalesce(cs.ended_at, $3::timestamptz), cs.started_at + interval '48 hours',
-                 $2::timestamptz) AS o1
-    FROM charging_sessions cs
-    WHERE cs.started_at >= $1::timestamptz - interval '48 hours' AND cs.started_at < $2
-      AND least(coalesce(cs.ended_at, $3), cs.started_at + interval '48 hours') > $1
-      AND cs.status <> 'FAILED'
-)
+WITH sess AS (SELECT * FROM session_occupancy($1, $2, $3))
 SELECT (SELECT count(*) FROM sess WHERE started_at >= $1) AS sessions,
        (SELECT coalesce(sum(energy_wh), 0) FROM sess WHERE started_at >= $1)::bigint AS energy_wh,
        (SELECT coalesce(sum(extract(epoch FROM greatest(o1 - o0, interval '0'))), 0)
@@ -29,17 +21,7 @@ SELECT (SELECT count(*) FROM sess WHERE started_at >= $1) AS sessions,
 
 -- name: usage_by_site
 -- Per site over [$1, $2), busiest first, at most $4 sites: sessions, energy, occupied and available connector-seconds.
-WITH sess AS (
-    SELECT ch.site_id, cs.started_at, cs.energy_wh,
-           greatest(cs.started_at, $1::timestamptz) AS o0,
-           least(coalesce(cs.ended_at, $3::timestamptz), cs.started_at + interval '48 hours',
-                 $2::timestamptz) AS o1
-    FROM charging_sessions cs
-    JOIN chargers ch ON ch.charger_id = cs.charger_id
-    WHERE cs.started_at >= $1::timestamptz - interval '48 hours' AND cs.started_at < $2
-      AND least(coalesce(cs.ended_at, $3), cs.started_at + interval '48 hours') > $1
-      AND cs.status <> 'FAILED'
-),
+WITH sess AS (SELECT * FROM session_occupancy($1, $2, $3)),
 used AS (
     SELECT site_id,
            count(*) FILTER (WHERE started_at >= $1) AS sessions,
@@ -85,18 +67,7 @@ avail AS (
     FROM zones z JOIN hours h ON h.u + interval '1 hour' > z.since AND h.u < $2
     GROUP BY 1
 ),
-sess AS (
-    SELECT s.timezone, cs.started_at, cs.energy_wh,
-           greatest(cs.started_at, $1::timestamptz) AS o0,
-           least(coalesce(cs.ended_at, $3::timestamptz), cs.started_at + interval '48 hours',
-                 $2::timestamptz) AS o1
-    FROM charging_sessions cs
-    JOIN chargers ch ON ch.charger_id = cs.charger_id
-    JOIN sites s ON s.site_id = ch.site_id
-    WHERE cs.started_at >= $1::timestamptz - interval '48 hours' AND cs.started_at < $2
-      AND least(coalesce(cs.ended_at, $3), cs.started_at + interval '48 hours') > $1
-      AND cs.status <> 'FAILED'
-),
+sess AS (SELECT * FROM session_occupancy($1, $2, $3)),
 occupied AS (
     SELECT extract(hour FROM u AT TIME ZONE x.timezone)::int AS hour,
            sum(extract(epoch FROM least(u + interval '1 hour', x.o1) - greatest(u, x.o0)))
@@ -144,18 +115,7 @@ avail AS (
     FROM zones z JOIN days d ON d.timezone = z.timezone AND d.b1 > greatest(d.b0, z.since)
     GROUP BY d.day
 ),
-sess AS (
-    SELECT s.timezone, cs.started_at, cs.energy_wh,
-           greatest(cs.started_at, $1::timestamptz) AS o0,
-           least(coalesce(cs.ended_at, $3::timestamptz), cs.started_at + interval '48 hours',
-                 $2::timestamptz) AS o1
-    FROM charging_sessions cs
-    JOIN chargers ch ON ch.charger_id = cs.charger_id
-    JOIN sites s ON s.site_id = ch.site_id
-    WHERE cs.started_at >= $1::timestamptz - interval '48 hours' AND cs.started_at < $2
-      AND least(coalesce(cs.ended_at, $3), cs.started_at + interval '48 hours') > $1
-      AND cs.status <> 'FAILED'
-),
+sess AS (SELECT * FROM session_occupancy($1, $2, $3)),
 occupied AS (
     SELECT l::date AS day,
            sum(extract(epoch FROM least((l + interval '1 day') AT TIME ZONE x.timezone, x.o1)

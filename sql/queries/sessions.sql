@@ -77,22 +77,9 @@ UPDATE charging_sessions
 RETURNING session_id;
 
 -- name: session
--- One session with its connector, charger, site and time zone (NULL driver = any).
-SELECT s.session_id, s.transaction_id, s.origin, s.status, s.driver_id, s.id_tag,
-       s.charger_id, c.charge_point_id, s.connector_id, s.connector_no,
-       COALESCE(k.site_id, c.site_id) AS site_id, si.timezone, k.power_w AS connector_power_w,
-       s.reservation_uuid, s.started_at, s.ended_at, s.meter_start_wh, s.meter_stop_wh,
-       s.energy_wh, s.power_w, s.soc_percent, s.last_meter_at, s.charging_ended_at,
-       s.tariff_id, s.tariff_version, s.currency, s.preauth_minor, s.holds,
-       s.subtotal_minor, s.vat_minor, s.total_minor, s.receipt, s.billed_at,
-       s.stop_requested_at, s.hold_exhausted_at, s.failure_reason, s.created_at,
-       d.vehicle_battery_wh, d.vehicle_max_ac_w, d.vehicle_max_dc_w, k.type AS connector_type
-  FROM charging_sessions s
-  JOIN chargers c ON c.charger_id = s.charger_id
-  JOIN sites si ON si.site_id = c.site_id
-  LEFT JOIN connectors k ON k.connector_id = s.connector_id
-  LEFT JOIN drivers d ON d.driver_id = s.driver_id
- WHERE s.session_id = $1 AND ($2::uuid IS NULL OR s.driver_id = $2);
+-- One session with its connector, charger, site, time zone and vehicle (NULL driver = any).
+SELECT * FROM session_details
+ WHERE session_id = $1 AND ($2::uuid IS NULL OR driver_id = $2);
 
 -- name: session_for_update
 -- A session row locked for a state change (billing, holds).
@@ -101,47 +88,21 @@ SELECT session_id, status, preauth_minor, holds, billed_at, hold_exhausted_at
 
 -- name: driver_sessions
 -- The driver's sessions, newest first, keyset-paginated by (started_at, session_id).
-SELECT s.session_id, s.transaction_id, s.origin, s.status, s.driver_id, s.id_tag,
-       s.charger_id, c.charge_point_id, s.connector_id, s.connector_no,
-       COALESCE(k.site_id, c.site_id) AS site_id, si.timezone, k.power_w AS connector_power_w,
-       s.reservation_uuid, s.started_at, s.ended_at, s.meter_start_wh, s.meter_stop_wh,
-       s.energy_wh, s.power_w, s.soc_percent, s.last_meter_at, s.charging_ended_at,
-       s.tariff_id, s.tariff_version, s.currency, s.preauth_minor, s.holds,
-       s.subtotal_minor, s.vat_minor, s.total_minor, s.receipt, s.billed_at,
-       s.stop_requested_at, s.hold_exhausted_at, s.failure_reason, s.created_at,
-       NULL::integer AS vehicle_battery_wh, NULL::integer AS vehicle_max_ac_w,
-       NULL::integer AS vehicle_max_dc_w, k.type AS connector_type
-  FROM charging_sessions s
-  JOIN chargers c ON c.charger_id = s.charger_id
-  JOIN sites si ON si.site_id = c.site_id
-  LEFT JOIN connectors k ON k.connector_id = s.connector_id
- WHERE s.driver_id = $1
-   AND ($2::timestamptz IS NULL OR (s.started_at, s.session_id) < ($2, $3::uuid))
- ORDER BY s.started_at DESC, s.session_id DESC
+SELECT * FROM session_details
+ WHERE driver_id = $1
+   AND ($2::timestamptz IS NULL OR (started_at, session_id) < ($2, $3::uuid))
+ ORDER BY started_at DESC, session_id DESC
  LIMIT $4;
 
 -- name: admin_sessions
 -- Sessions across the fleet for operators, newest first, filtered by status, site and start time.
-SELECT s.session_id, s.transaction_id, s.origin, s.status, s.driver_id, s.id_tag,
-       s.charger_id, c.charge_point_id, s.connector_id, s.connector_no,
-       c.site_id, si.timezone, k.power_w AS connector_power_w,
-       s.reservation_uuid, s.started_at, s.ended_at, s.meter_start_wh, s.meter_stop_wh,
-       s.energy_wh, s.power_w, s.soc_percent, s.last_meter_at, s.charging_ended_at,
-       s.tariff_id, s.tariff_version, s.currency, s.preauth_minor, s.holds,
-       s.subtotal_minor, s.vat_minor, s.total_minor, s.receipt, s.billed_at,
-       s.stop_requested_at, s.hold_exhausted_at, s.failure_reason, s.created_at,
-       NULL::integer AS vehicle_battery_wh, NULL::integer AS vehicle_max_ac_w,
-       NULL::integer AS vehicle_max_dc_w, k.type AS connector_type
-  FROM charging_sessions s
-  JOIN chargers c ON c.charger_id = s.charger_id
-  JOIN sites si ON si.site_id = c.site_id
-  LEFT JOIN connectors k ON k.connector_id = s.connector_id
- WHERE ($1::text IS NULL OR s.status = $1)
-   AND ($2::uuid IS NULL OR c.site_id = $2)
-   AND ($3::timestamptz IS NULL OR s.started_at >= $3)
-   AND ($4::timestamptz IS NULL OR s.started_at < $4)
-   AND ($5::timestamptz IS NULL OR (s.started_at, s.session_id) < ($5, $6::uuid))
- ORDER BY s.started_at DESC, s.session_id DESC
+SELECT * FROM session_details
+ WHERE ($1::text IS NULL OR status = $1)
+   AND ($2::uuid IS NULL OR site_id = $2)
+   AND ($3::timestamptz IS NULL OR started_at >= $3)
+   AND ($4::timestamptz IS NULL OR started_at < $4)
+   AND ($5::timestamptz IS NULL OR (started_at, session_id) < ($5, $6::uuid))
+ ORDER BY started_at DESC, session_id DESC
  LIMIT $7;
 
 -- name: energy_readings
@@ -206,7 +167,7 @@ SELECT EXISTS (
 
 -- name: tariff_in_force
 -- The current version of the tariff in force on a connector at $2, in one statement: charger-level beats site-level, per level the latest effective_from <= $2 (a later assignment wins a tie), as app.pricing.service.effective_at decides.
-SELECT v.tariff_id, v.version, v.name, v.currency, v.vat_percent, v.elements
+SELECT v.tariff_id::text AS tariff_id, v.version, v.name, v.currency, v.vat_percent, v.elements
   FROM connectors k
   CROSS JOIN LATERAL (
       SELECT a.tariff_id FROM tariff_assignments a
