@@ -1,5 +1,6 @@
 """Start the real service (`python -m app run`, APP_DEMO=0, 2 API workers) for a bench,
-wait until `/health/ready` answers 200, and stop it (SIGINT, as Ctrl-C would)."""
+wait until `/health/ready` answers 200, and stop it (SIGINT, as Ctrl-C would); beside it
+what the benches share: a fresh database, the staff admin, drivers, a fleet to import."""
 
 from __future__ import annotations
 
@@ -15,13 +16,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.core.embedded import dsn_for_database, free_port  # noqa: E402
 from app.core.settings import Settings  # noqa: E402
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass
@@ -103,6 +107,46 @@ def bench_env(
     return full, settings
 
 
+def grid_fleet(
+    chargers: int,
+    *,
+    per_site: int,
+    tag: str,
+    name: str,
+    lat: float,
+    lon: float,
+    password: str,
+    per_charger: int = 1,
+) -> dict[str, Any]:
+    """A fleet import body: chargers `{tag}-00000`… with OCPP password `password` and
+    `per_charger` CCS2 150 kW connectors each, `per_site` to a site; sites `{name} 0`… in
+    Europe/Berlin on a grid of 0.001° from (`lat`, `lon`)."""
+    sites = []
+    for s in range(0, chargers, per_site):
+        sites.append(
+            {
+                "external_id": f"bench-{tag}-{s:05d}",
+                "name": f"{name} {s // per_site}",
+                "address": "Benchstraße 1",
+                "lat": lat + (s % 100) * 0.001,
+                "lon": lon + (s // 100) * 0.001,
+                "timezone": "Europe/Berlin",
+                "chargers": [
+                    {
+                        "charge_point_id": f"{tag}-{c:05d}",
+                        "ocpp_password": password,
+                        "connectors": [
+                            {"connector_no": n, "type": "CCS2", "power_kw": 150}
+                            for n in range(1, per_charger + 1)
+                        ],
+                    }
+                    for c in range(s, min(s + per_site, chargers))
+                ],
+            }
+        )
+    return {"sites": sites}
+
+
 BENCH_ADMIN = ("bench@example.com", "bench password 1")
 
 
@@ -139,6 +183,51 @@ def admin_token(http: Any, secret: str) -> str:
     r.raise_for_status()
     token: str = r.json()["access_token"]
     return token
+
+
+def admin_token_at(base: str, secret: str) -> str:
+    """`admin_token` over a client of its own on `base` (for a thread beside an event loop)."""
+    import httpx
+
+    with httpx.Client(base_url=base, timeout=30) as http:
+        return admin_token(http, secret)
+
+
+async def import_priced_fleet(
+    http: httpx.AsyncClient,
+    admin: dict[str, str],
+    db_url: str,
+    fleet: dict[str, Any],
+    tariff: dict[str, Any],
+) -> None:
+    """Import `fleet` through the admin API, publish `tariff` and assign it to each of the
+    fleet's sites from 2020 on (`admin`: the staff admin's headers)."""
+    import asyncpg
+
+    r = await http.post("/admin/v1/fleet/import", json=fleet, headers=admin)
+    r.raise_for_status()
+    r = await http.post("/admin/v1/tariffs", json=tariff, headers=admin)
+    r.raise_for_status()
+    tariff_id = r.json()["tariff_id"]
+    conn = await asyncpg.connect(db_url)
+    try:
+        site_ids = await conn.fetch(
+            "SELECT site_id::text AS id FROM sites WHERE external_id = ANY($1::text[])",
+            [site["external_id"] for site in fleet["sites"]],
+        )
+    finally:
+        await conn.close()
+    for site_id in site_ids:
+        r = await http.post(
+            "/admin/v1/tariff-assignments",
+            json={
+                "tariff_id": tariff_id,
+                "site_id": site_id["id"],
+                "effective_from": "2020-01-01T00:00:00Z",
+            },
+            headers=admin,
+        )
+        r.raise_for_status()
 
 
 async def reset_database(url: str, name: str) -> str:

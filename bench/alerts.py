@@ -59,7 +59,7 @@ from app.core.embedded import Services  # noqa: E402
 from app.notifications.alerts import queue_alert  # noqa: E402
 from app.sim import SimCharger, SimOptions, connect  # noqa: E402
 from app.sim.state import Transaction  # noqa: E402
-from bench._service import admin_token, create_admin, reset_database, running_service  # noqa: E402
+from bench import _service as svc  # noqa: E402
 from tests.standins.twilio import ACCOUNT_SID, AUTH_TOKEN, FROM  # noqa: E402
 
 DB_NAME = "voltway_bench_alerts"
@@ -126,27 +126,9 @@ class TimedStandIn:
 
 
 def fleet(chargers: int) -> dict[str, Any]:
-    sites = []
-    for s in range(0, chargers, 10):
-        sites.append(
-            {
-                "external_id": f"bench-alerts-{s:05d}",
-                "name": f"Hafen {s // 10}",
-                "address": "Benchstraße 3",
-                "lat": 53.54 + (s % 100) * 0.001,
-                "lon": 9.98 + (s // 100) * 0.001,
-                "timezone": "Europe/Berlin",
-                "chargers": [
-                    {
-                        "charge_point_id": f"BA-{c:05d}",
-                        "ocpp_password": PASSWORD,
-                        "connectors": [{"connector_no": 1, "type": "CCS2", "power_kw": 150}],
-                    }
-                    for c in range(s, min(s + 10, chargers))
-                ],
-            }
-        )
-    return {"sites": sites}
+    return svc.grid_fleet(
+        chargers, per_site=10, tag="BA", name="Hafen", lat=53.54, lon=9.98, password=PASSWORD
+    )
 
 
 def pct(values: list[float], q: float) -> float:
@@ -355,10 +337,9 @@ async def run_phase(
     paced: bool,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    with running_service(env) as service:
+    with svc.running_service(env) as service:
         if not paced:
-            with httpx.Client(base_url=service.base, timeout=30) as sync_http:
-                token = admin_token(sync_http, secret)
+            token = svc.admin_token_at(service.base, secret)
             async with httpx.AsyncClient(base_url=service.base, timeout=120) as http:
                 r = await http.post(
                     "/admin/v1/fleet/import",
@@ -421,7 +402,7 @@ def main() -> int:
 
     services = Services(ROOT / ".data")
     env = services.start()
-    db_url = asyncio.run(reset_database(env["DATABASE_URL"], DB_NAME))
+    db_url = asyncio.run(svc.reset_database(env["DATABASE_URL"], DB_NAME))
 
     async def with_standin() -> int:
         twilio = TimedStandIn()
@@ -439,7 +420,7 @@ def main() -> int:
                 "TWILIO_API_BASE": url,
                 "DB_POOL_MAX": os.environ.get("DB_POOL_MAX", "10"),
             }
-            secret = create_admin(base_env)
+            secret = svc.create_admin(base_env)
             off = await run_phase(
                 {**base_env, "SMS_RATE_PER_SENDER": "0"}, db_url, twilio, secret, args, False
             )

@@ -38,7 +38,7 @@ from app.connectivity.__main__ import build as build_push  # noqa: E402
 from app.connectivity.client import ClientConfig, ControlCenterClient  # noqa: E402
 from app.core.embedded import Services  # noqa: E402
 from app.core.migrations import migrate  # noqa: E402
-from bench._service import reset_database, running_service  # noqa: E402
+from bench import _service as svc  # noqa: E402
 from tests.standins.control_center import ControlCenterStandIn, make_iccid  # noqa: E402
 
 DB_NAME = "voltway_bench_connectivity"
@@ -69,7 +69,7 @@ def site_position(i: int) -> tuple[float, float]:
 
 async def build_fleet(admin_url: str, n: int) -> str:
     """A fresh database with `n` online chargers (2 AVAILABLE connectors each, a SIM)."""
-    url = await reset_database(admin_url, DB_NAME)
+    url = await svc.reset_database(admin_url, DB_NAME)
     await migrate(url)
     conn = await asyncpg.connect(url)
     try:
@@ -160,7 +160,7 @@ def measure_push(n: int) -> float:
             "REDIS_NAMESPACE": "bench-connectivity",
             "CONTROL_CENTER_PUSH_SECRET": secret,
         }
-        with running_service(env) as service:
+        with svc.running_service(env) as service:
             hidden, answered = asyncio.run(push_to_hidden(service.base, secret, n))
     finally:
         services.stop()

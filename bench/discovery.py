@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.core.embedded import Services, dsn_for_database  # noqa: E402
 from app.core.migrations import migrate  # noqa: E402
-from bench._service import RunningService, running_service  # noqa: E402
+from bench import _service as svc  # noqa: E402
 
 CITIES = [
     ("Europe/Berlin", 52.52, 13.405),
@@ -260,14 +260,14 @@ def main() -> int:
         "REDIS_NAMESPACE": "bench-discovery",
     }
     try:
-        with running_service(env, ready_timeout_s=300) as service:
+        with svc.running_service(env, ready_timeout_s=300) as service:
             print(f"service ready in {service.ready_after_s:.1f} s (index loaded in both workers)")
             return measure(service, args.seconds)
     finally:
         services.stop()
 
 
-def measure(service: RunningService, seconds: int) -> int:
+def measure(service: svc.RunningService, seconds: int) -> int:
     base, proc = service.base, service.proc
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(WRK_SCRIPT % ", ".join(f"{{{lat}, {lon}}}" for _, lat, lon in CITIES))
@@ -301,7 +301,7 @@ def measure(service: RunningService, seconds: int) -> int:
     return 0 if ok else 1
 
 
-async def freshness(service: RunningService, samples: int) -> list[float]:
+async def freshness(service: svc.RunningService, samples: int) -> list[float]:
     """Take random sites' chargers offline and back with a plain UPDATE (as the OCPP and
     connectivity code would) and poll nearby search until the change shows; both API
     workers answer the polls (a new connection each). Seconds per change, sorted."""

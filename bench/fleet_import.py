@@ -26,13 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.core.embedded import Services  # noqa: E402
-from bench._service import (  # noqa: E402
-    RunningService,
-    admin_token,
-    create_admin,
-    reset_database,
-    running_service,
-)
+from bench import _service as svc  # noqa: E402
 
 CITIES = [
     (52.52, 13.405, "Europe/Berlin"),
@@ -101,21 +95,21 @@ def main() -> int:
 
     services = Services(ROOT / ".data")
     env = services.start()
-    db = asyncio.run(reset_database(env["DATABASE_URL"], "voltway_bench_import"))
+    db = asyncio.run(svc.reset_database(env["DATABASE_URL"], "voltway_bench_import"))
     env = {**env, "DATABASE_URL": db, "REDIS_NAMESPACE": "bench-import"}
-    secret = create_admin(env)
+    secret = svc.create_admin(env)
     try:
-        with running_service(env) as service:
+        with svc.running_service(env) as service:
             return measure(service, args.chargers, secret)
     finally:
         services.stop()
 
 
-def measure(service: RunningService, chargers: int, secret: str) -> int:
+def measure(service: svc.RunningService, chargers: int, secret: str) -> int:
     base, proc = service.base, service.proc
     body = json.dumps(fleet(chargers)).encode()
     with httpx.Client(base_url=base, timeout=120) as http:
-        token = admin_token(http, secret)
+        token = svc.admin_token(http, secret)
         headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
         rows = []
         for label in ("create", "re-import (idempotent)"):

@@ -41,13 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.core.embedded import Services  # noqa: E402
-from bench._service import (  # noqa: E402
-    RunningService,
-    admin_token,
-    create_admin,
-    reset_database,
-    running_service,
-)
+from bench import _service as svc  # noqa: E402
 
 DATABASE = "voltway_bench_ocpp"
 PASSWORD_TEMPLATE = "simpass-{n:08d}"  # the simulator's default (app/sim/fleet.py)
@@ -90,9 +84,9 @@ def fleet(chargers: int, per_site: int = 2) -> dict[str, Any]:
     return {"sites": sites}
 
 
-def onboard(service: RunningService, chargers: int, secret: str) -> float:
+def onboard(service: svc.RunningService, chargers: int, secret: str) -> float:
     with httpx.Client(base_url=service.base, timeout=300) as http:
-        token = admin_token(http, secret)
+        token = svc.admin_token(http, secret)
         t0 = time.perf_counter()
         r = http.post(
             "/admin/v1/fleet/import",
@@ -245,7 +239,7 @@ class Sim:
         return summary
 
 
-def run(service: RunningService, args: argparse.Namespace) -> int:
+def run(service: svc.RunningService, args: argparse.Namespace) -> int:
     url = service.base.replace("http://", "ws://") + "/ocpp"
     workers = api_workers(service.proc.pid)
     per = args.chargers // args.sim_processes
@@ -358,7 +352,7 @@ def main() -> int:
 
     services = Services(ROOT / ".data")
     env = services.start()
-    db = asyncio.run(reset_database(env["DATABASE_URL"], DATABASE))
+    db = asyncio.run(svc.reset_database(env["DATABASE_URL"], DATABASE))
     env = {
         **env,
         "DATABASE_URL": db,
@@ -370,9 +364,9 @@ def main() -> int:
         # another service started meanwhile must not wipe this one's metric files.
         "APP_DATA_DIR": tempfile.mkdtemp(prefix="voltway-bench-ocpp-"),
     }
-    secret = create_admin(env)
+    secret = svc.create_admin(env)
     try:
-        with running_service(env) as service:
+        with svc.running_service(env) as service:
             took = onboard(service, args.chargers, secret)
             print(f"onboarded {args.chargers} chargers through the fleet import in {took:.1f} s")
             return run(service, args)

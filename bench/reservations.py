@@ -50,15 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from app.core.embedded import Services  # noqa: E402
 from app.core.settings import Settings  # noqa: E402
-from bench._service import (  # noqa: E402
-    admin_token,
-    bench_env,
-    create_admin,
-    make_drivers,
-    reset_database,
-    running_service,
-    wait_available,
-)
+from bench import _service as svc  # noqa: E402
 from bench._service import pct_ms as pct  # noqa: E402
 
 DB_NAME = "voltway_bench_reservations"
@@ -66,31 +58,16 @@ PASSWORD = "bench-reservations-password"
 
 
 def fleet(connectors: int, per_charger: int = 2) -> dict[str, Any]:
-    chargers = max(1, connectors // per_charger)
-    sites = []
-    for s in range(0, chargers, 4):  # four chargers a site
-        sites.append(
-            {
-                "external_id": f"bench-resv-{s:05d}",
-                "name": f"Bench reservations {s}",
-                "address": "Benchstraße 1",
-                "lat": 52.52 + (s % 100) * 0.001,
-                "lon": 13.405 + (s // 100) * 0.001,
-                "timezone": "Europe/Berlin",
-                "chargers": [
-                    {
-                        "charge_point_id": f"BR-{c:05d}",
-                        "ocpp_password": PASSWORD,
-                        "connectors": [
-                            {"connector_no": n + 1, "type": "CCS2", "power_kw": 150}
-                            for n in range(per_charger)
-                        ],
-                    }
-                    for c in range(s, min(s + 4, chargers))
-                ],
-            }
-        )
-    return {"sites": sites}
+    return svc.grid_fleet(
+        max(1, connectors // per_charger),
+        per_site=4,
+        per_charger=per_charger,
+        tag="BR",
+        name="Bench reservations",
+        lat=52.52,
+        lon=13.405,
+        password=PASSWORD,
+    )
 
 
 def tree_cpu_s(root: int) -> float:
@@ -250,7 +227,7 @@ async def run(
     secret: str,
 ) -> int:
     async with httpx.AsyncClient(base_url=base, timeout=30) as admin:
-        token = await asyncio.to_thread(_admin_token, base, secret)
+        token = await asyncio.to_thread(svc.admin_token_at, base, secret)
         r = await admin.post(
             "/admin/v1/fleet/import",
             json=fleet(args.connectors),
@@ -300,7 +277,7 @@ async def run(
         else None,
     )
     try:
-        await wait_available(db_url, len(connectors))
+        await svc.wait_available(db_url, len(connectors))
         print(f"{len(plan)} simulated chargers online in {time.perf_counter() - t0:.1f} s")
         return await race(base, db_url, settings, args, connectors, (service_pid, sims.pid))
     finally:
@@ -319,7 +296,7 @@ async def race(
     connectors: list[str],
     pids: tuple[int, int],
 ) -> int:
-    drivers = await make_drivers(db_url, settings, args.drivers, prefix="+49152")
+    drivers = await svc.make_drivers(db_url, settings, args.drivers, prefix="+49152")
     tokens = [d["access_token"] for d in drivers]
     conn = await asyncpg.connect(db_url)
     try:
@@ -414,11 +391,6 @@ async def race(
     return 0 if ok else 1
 
 
-def _admin_token(base: str, secret: str) -> str:
-    with httpx.Client(base_url=base, timeout=30) as http:
-        return admin_token(http, secret)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--drivers", type=int, default=200)
@@ -432,11 +404,11 @@ def main() -> int:
 
     services = Services(ROOT / ".data")
     env = services.start()
-    db_url = asyncio.run(reset_database(env["DATABASE_URL"], DB_NAME))
-    env, settings = bench_env(env, db_url, "bench-resv")
-    secret = create_admin(env)
+    db_url = asyncio.run(svc.reset_database(env["DATABASE_URL"], DB_NAME))
+    env, settings = svc.bench_env(env, db_url, "bench-resv")
+    secret = svc.create_admin(env)
     try:
-        with running_service(env) as service:
+        with svc.running_service(env) as service:
             # The load (this client) yields to the service on these 2 shared cores, as in
             # the other benches; the simulated chargers do not (see run()).
             if args.load_nice:

@@ -62,15 +62,7 @@ from app.core.settings import Settings  # noqa: E402
 from app.payments.localstripe import LocalStripe  # noqa: E402
 from app.payments.stripe_client import Gateway  # noqa: E402
 from app.sim import SimCharger, SimOptions, connect  # noqa: E402
-from bench._service import (  # noqa: E402
-    admin_token,
-    bench_env,
-    create_admin,
-    make_drivers,
-    reset_database,
-    running_service,
-    wait_available,
-)
+from bench import _service as svc  # noqa: E402
 from bench._service import pct_ms as pct  # noqa: E402
 from tests.factories import energy_tariff  # noqa: E402
 
@@ -81,27 +73,15 @@ STAGES = ("request", "reserve", "hold", "remote_start")
 
 
 def fleet(chargers: int) -> dict[str, Any]:
-    sites = []
-    for s in range(0, chargers, 5):  # five single-connector chargers a site
-        sites.append(
-            {
-                "external_id": f"bench-sess-{s:05d}",
-                "name": f"Bench sessions {s}",
-                "address": "Benchstraße 2",
-                "lat": 48.137 + (s % 100) * 0.001,
-                "lon": 11.575 + (s // 100) * 0.001,
-                "timezone": "Europe/Berlin",
-                "chargers": [
-                    {
-                        "charge_point_id": f"BS-{c:05d}",
-                        "ocpp_password": PASSWORD,
-                        "connectors": [{"connector_no": 1, "type": "CCS2", "power_kw": 150}],
-                    }
-                    for c in range(s, min(s + 5, chargers))
-                ],
-            }
-        )
-    return {"sites": sites}
+    return svc.grid_fleet(
+        chargers,
+        per_site=5,
+        tag="BS",
+        name="Bench sessions",
+        lat=48.137,
+        lon=11.575,
+        password=PASSWORD,
+    )
 
 
 _BUCKET = re.compile(
@@ -333,26 +313,11 @@ async def run(
         os.nice(args.nice)
     limits = httpx.Limits(max_connections=n + 8, max_keepalive_connections=n + 8)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
-        token = await asyncio.to_thread(_admin_token, base, secret)
+        token = await asyncio.to_thread(svc.admin_token_at, base, secret)
         admin = {"authorization": f"Bearer {token}"}
-        r = await http.post("/admin/v1/fleet/import", json=fleet(n), headers=admin)
-        r.raise_for_status()
-        r = await http.post("/admin/v1/tariffs", json=TARIFF, headers=admin)
-        r.raise_for_status()
-        tariff_id = r.json()["tariff_id"]
+        await svc.import_priced_fleet(http, admin, db_url, fleet(n), TARIFF)
         conn = await asyncpg.connect(db_url)
         try:
-            for site_id in await conn.fetch("SELECT site_id::text AS id FROM sites"):
-                r = await http.post(
-                    "/admin/v1/tariff-assignments",
-                    json={
-                        "tariff_id": tariff_id,
-                        "site_id": site_id["id"],
-                        "effective_from": "2020-01-01T00:00:00Z",
-                    },
-                    headers=admin,
-                )
-                r.raise_for_status()
             plan = await conn.fetch(
                 """SELECT c.charge_point_id, k.connector_id::text AS connector_id
                      FROM chargers c JOIN connectors k USING (charger_id) ORDER BY 1"""
@@ -360,7 +325,7 @@ async def run(
         finally:
             await conn.close()
 
-        drivers = await make_drivers(db_url, settings, n, prefix="+49153")
+        drivers = await svc.make_drivers(db_url, settings, n, prefix="+49153")
         gate = asyncio.Semaphore(10)
 
         async def card(d: dict[str, str]) -> None:
@@ -394,7 +359,7 @@ async def run(
 
             sim._record = recorded  # type: ignore[method-assign]
             sims.append(sim)
-        await wait_available(db_url, n)
+        await svc.wait_available(db_url, n)
         connectors = [row["connector_id"] for row in plan]
 
         conn = await asyncpg.connect(db_url)
@@ -533,11 +498,6 @@ def _stages(
     return out
 
 
-def _admin_token(base: str, secret: str) -> str:
-    with httpx.Client(base_url=base, timeout=30) as http:
-        return admin_token(http, secret)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--drivers", type=int, default=50, help="also the concurrency")
@@ -553,13 +513,13 @@ def main() -> int:
 
     services = Services(ROOT / ".data")
     env = services.start()
-    db_url = asyncio.run(reset_database(env["DATABASE_URL"], DB_NAME))
+    db_url = asyncio.run(svc.reset_database(env["DATABASE_URL"], DB_NAME))
     stripe = LocalStripe(ROOT / ".data" / "localstripe-bench.log")
     stripe_env = stripe.start()
-    env, settings = bench_env({**env, **stripe_env}, db_url, "bench-sess")
-    secret = create_admin(env)
+    env, settings = svc.bench_env({**env, **stripe_env}, db_url, "bench-sess")
+    secret = svc.create_admin(env)
     try:
-        with running_service(env) as service:
+        with svc.running_service(env) as service:
             assert stripe.proc is not None
             procs = Processes.find(service.proc.pid, stripe.proc.pid)
             return asyncio.run(run(procs, service.base, db_url, settings, args, secret, stripe_env))

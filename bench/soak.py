@@ -77,13 +77,7 @@ from app.core.embedded import Services  # noqa: E402
 from app.payments.localstripe import DEMO_SECRET_KEY  # noqa: E402
 from app.payments.stripe_client import Gateway  # noqa: E402
 from app.sim import CallStats, SessionPlan, SimCharger, SimOptions  # noqa: E402
-from bench._service import (  # noqa: E402
-    admin_token,
-    bench_env,
-    create_admin,
-    reset_database,
-    running_service,
-)
+from bench import _service as svc  # noqa: E402
 from bench._service import pct_ms as pct  # noqa: E402
 from tests.factories import energy_tariff  # noqa: E402
 
@@ -110,7 +104,7 @@ class Service:
 @contextlib.contextmanager
 def soak_service(env: dict[str, str], log_path: Path) -> Iterator[Service]:
     """`python -m app run` with its output in `log_path` (the sink prints there)."""
-    with running_service(env, log_path=log_path, ready_timeout_s=120, stop_wait_s=60) as run:
+    with svc.running_service(env, log_path=log_path, ready_timeout_s=120, stop_wait_s=60) as run:
         found = re.search(r"localstripe \(a fake Stripe\) at (http://\S+)", log_path.read_text())
         if not found:
             raise RuntimeError(f"no localstripe line in {log_path}")
@@ -713,34 +707,9 @@ async def soak(
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     limits = httpx.Limits(max_connections=args.drivers + 20)
     async with httpx.AsyncClient(base_url=service.base, timeout=60, limits=limits) as http:
-        token = await asyncio.to_thread(_admin_token, service.base, secret)
+        token = await asyncio.to_thread(svc.admin_token_at, service.base, secret)
         admin = {"authorization": f"Bearer {token}"}
-        r = await http.post("/admin/v1/fleet/import", json=fleet(args.chargers), headers=admin)
-        r.raise_for_status()
-        r = await http.post("/admin/v1/tariffs", json=TARIFF, headers=admin)
-        r.raise_for_status()
-        tariff_id = r.json()["tariff_id"]
-        conn = await asyncpg.connect(db_url)
-        try:
-            site_ids = [
-                row["id"]
-                for row in await conn.fetch(
-                    "SELECT site_id::text AS id FROM sites WHERE external_id LIKE 'soak-%'"
-                )
-            ]
-        finally:
-            await conn.close()
-        for site_id in site_ids:
-            r = await http.post(
-                "/admin/v1/tariff-assignments",
-                json={
-                    "tariff_id": tariff_id,
-                    "site_id": site_id,
-                    "effective_from": "2020-01-01T00:00:00Z",
-                },
-                headers=admin,
-            )
-            r.raise_for_status()
+        await svc.import_priced_fleet(http, admin, db_url, fleet(args.chargers), TARIFF)
 
         ocpp = CallStats(keep_latencies=True)
         sims = await connect_chargers(service.base, args.chargers, ocpp, args.seed)
@@ -835,11 +804,6 @@ def verdict(results: dict[str, Any]) -> list[tuple[str, bool]]:
     ]
 
 
-def _admin_token(base: str, secret: str) -> str:
-    with httpx.Client(base_url=base, timeout=30) as http:
-        return admin_token(http, secret)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -850,11 +814,11 @@ def main() -> int:
 
     services = Services(ROOT / ".data")
     env = services.start()
-    db_url = asyncio.run(reset_database(env["DATABASE_URL"], DB_NAME))
+    db_url = asyncio.run(svc.reset_database(env["DATABASE_URL"], DB_NAME))
     out_dir = ROOT / ".data" / "soak"
     out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = tempfile.mkdtemp(prefix="voltway-soak-")
-    env, _ = bench_env(
+    env, _ = svc.bench_env(
         env,
         db_url,
         "soak",
@@ -873,7 +837,7 @@ def main() -> int:
     )
     for key in ("STRIPE_SECRET_KEY", "STRIPE_API_BASE", "TWILIO_ACCOUNT_SID"):
         os.environ.pop(key, None)  # demo mode's own localstripe and sink
-    secret = create_admin(env)
+    secret = svc.create_admin(env)
     try:
         with soak_service(env, out_dir / "service.log") as service:
             results = asyncio.run(soak(service, db_url, secret, args))
