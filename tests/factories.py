@@ -244,6 +244,31 @@ async def add_card(http: Any, driver: dict[str, Any], payment_method_id: str) ->
     )
 
 
+async def session_view(http: Any, driver: dict[str, Any], session_id: str) -> dict[str, Any]:
+    """`GET /v1/sessions/{session_id}` as `driver` (one from `driver_on`), asserted 200."""
+    r = await http.get(f"/v1/sessions/{session_id}", headers=driver["headers"])
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+async def all_pages(
+    http: Any, path: str, *, headers: dict[str, str], limit: int = 2, **params: Any
+) -> list[dict[str, Any]]:
+    """Every item of a keyset-paginated list, `limit` a page, in order: `path` is read
+    (each page asserted 200) and its `next_cursor` followed until it is null."""
+    items: list[dict[str, Any]] = []
+    query: dict[str, Any] = {**params, "limit": limit}
+    while True:
+        r = await http.get(path, params=query, headers=headers)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        items += page["items"]
+        if page["next_cursor"] is None:
+            return items
+        query["cursor"] = page["next_cursor"]
+
+
 def energy_tariff(name: str, *, vat: str = "19", energy: str = "0.49") -> dict[str, Any]:
     """A tariff body (`POST /admin/v1/tariffs`): `energy` per kWh plus a 0.50 flat fee."""
     return {

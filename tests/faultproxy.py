@@ -14,6 +14,9 @@ Toxiproxy, no `tc netem`, TARGETS.md):
     proxy = TcpProxy("127.0.0.1", 5432)
     await proxy.start()
     url = proxy.url_for("postgresql://postgres@127.0.0.1:5432/db")   # through the proxy
+
+    async with TcpProxy.for_url(settings.redis_url) as proxy:   # started, stopped at the end
+        ...
 """
 
 from __future__ import annotations
@@ -58,6 +61,13 @@ class TcpProxy:
         netloc = f"{userinfo}@127.0.0.1:{self.port}" if userinfo else f"127.0.0.1:{self.port}"
         query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ("host", "port")])
         return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+    async def __aenter__(self) -> TcpProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
 
     @property
     def up(self) -> bool:

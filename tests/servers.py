@@ -143,26 +143,33 @@ def fresh_client(base: str, *, timeout: float = 3) -> httpx.AsyncClient:
     )
 
 
-async def wait_ready(base: str, proc: Process, *, within_s: float = 60) -> None:
-    """Until `/health/ready` answers 200 on 10 fresh connections in a row, i.e. on every
-    worker (or the process died). A worker still starting holds the requests it accepts
-    until its start-up is over."""
+async def wait_ready(
+    base: str,
+    alive: Callable[[], bool],
+    *,
+    within_s: float = 60,
+    in_a_row: int = 1,
+    output: Callable[[], str] = lambda: "",
+) -> None:
+    """Until `/health/ready` answers 200 on `in_a_row` fresh connections in a row (10 reach
+    every worker: one still starting holds the requests it accepts until its start-up is
+    over); fails, with `output()`, once `alive()` is false or after `within_s`."""
     deadline = time.monotonic() + within_s
     streak = 0
     async with fresh_client(base, timeout=2) as c:
         while time.monotonic() < deadline:
-            if not proc.alive():
-                raise AssertionError(f"the service exited:\n{proc.output()}")
+            if not alive():
+                raise AssertionError(f"the service exited during start-up:\n{output()}")
             try:
                 ok = (await c.get("/health/ready")).status_code == 200
             except httpx.HTTPError:
                 ok = False
             streak = streak + 1 if ok else 0
-            if streak >= 10:
+            if streak >= in_a_row:
                 return
             if not ok:
                 await asyncio.sleep(0.2)
-    raise AssertionError(f"not ready within {within_s} s:\n{proc.output()}")
+    raise AssertionError(f"the service did not get ready within {within_s} s:\n{output()}")
 
 
 @asynccontextmanager
@@ -173,7 +180,7 @@ async def served(env: dict[str, str], *, workers: int = 2) -> AsyncIterator[tupl
     proc.start()
     try:
         base = base_url(proc)
-        await wait_ready(base, proc)
+        await wait_ready(base, proc.alive, in_a_row=10, output=proc.output)
         yield base, proc
     finally:
         await asyncio.to_thread(proc.close)

@@ -25,7 +25,7 @@ from app.core.clock import FixedClock
 from app.core.db import create_pool
 from app.core.settings import Settings
 from tests.connectivity.test_webhook import _is, onboard, push, state_of, visible
-from tests.factories import auth, charger, eventually, import_fleet, site, staff_token
+from tests.factories import all_pages, auth, charger, eventually, import_fleet, site, staff_token
 from tests.standins.control_center import make_iccid, platform_date
 
 Client = AsyncTestClient[Litestar]
@@ -289,17 +289,8 @@ async def test_alert_listing_pages_and_filters(
             db, charger_id, kind, "r", dedupe_key=f"k{i}", at=now + timedelta(seconds=i)
         )
     assert not await alerts.raise_alert(db, charger_id, "offline", "r", dedupe_key="k1", at=now)
-    seen: list[str] = []
-    params: dict[str, Any] = {"limit": 2}
-    while True:
-        r = await client.get("/admin/v1/alerts", params=params, headers=auth(token))
-        assert r.status_code == 200, r.text
-        page = r.json()
-        seen += [a["kind"] for a in page["items"]]
-        if page["next_cursor"] is None:
-            break
-        params["cursor"] = page["next_cursor"]
-    assert seen == ["flapping", "offline", "quarantine"]  # newest first
+    items = await all_pages(client, "/admin/v1/alerts", headers=auth(token))
+    assert [a["kind"] for a in items] == ["flapping", "offline", "quarantine"]  # newest first
 
     await db.execute("UPDATE operator_alerts SET acknowledged_at = now() WHERE kind = 'offline'")
     r = await client.get("/admin/v1/alerts", params={"open": "true"}, headers=auth(token))

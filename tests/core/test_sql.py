@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import re
+import uuid
 
 import asyncpg
+import msgspec
 import pytest
 
 from app.core.settings import ROOT
-from app.core.sql import Q, all_queries, parse
+from app.core.sql import Q, all_queries, fetch_returned, parse
 
 USE = re.compile(r"""\bQ\(\s*["']([a-z0-9_.]+)["']\s*\)""")
 # Typed query helpers (`app/core/sql.py`): `fetch_one(db, "domain.name", …)` and friends.
 TYPED = re.compile(
-    r"""\b(?:fetch_one|fetch_all|fetch_val|execute)\(\s*[\w.]+\s*,\s*["']([a-z0-9_.]+)["']"""
+    r"""\b(?:fetch_one|fetch_returned|fetch_all|fetch_val|execute)\(\s*[\w.]+\s*,\s*["']([a-z0-9_.]+)["']"""
 )
+
+
+class Found(msgspec.Struct):
+    driver_id: uuid.UUID
 
 
 def _names_used() -> set[str]:
@@ -38,6 +44,13 @@ def test_the_scan_sees_typed_query_functions() -> None:
     # the outbox is written with the typed helpers; if the scan missed them it would pass
     # vacuously for every queries.py module
     assert {"outbox.insert", "outbox.claim_due"} <= _names_used()
+
+
+async def test_a_block_that_must_answer_a_row_and_does_not_raises(db: asyncpg.Connection) -> None:
+    # fetch_returned is for INSERT … RETURNING and aggregates; an empty answer is a bug
+    # and must not pass as None into code typed to receive a row.
+    with pytest.raises(RuntimeError, match=r"identity\.family_is_active answered no row"):
+        await fetch_returned(db, "identity.family_is_active", Found, uuid.uuid4())
 
 
 def test_unknown_name_raises() -> None:

@@ -80,10 +80,8 @@ class Writer:
 
 @pytest.fixture
 async def pg_proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy.for_url(settings.database_url)
-    await proxy.start()
-    yield proxy
-    await proxy.stop()
+    async with TcpProxy.for_url(settings.database_url) as proxy:
+        yield proxy
 
 
 async def test_postgres_restart_under_load_503_then_recovers_and_loses_no_write(

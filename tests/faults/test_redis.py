@@ -45,10 +45,8 @@ CHARGERS = ["CP-R1", "CP-R2", "CP-R3", "CP-R4"]
 
 @pytest.fixture
 async def redis_proxy(settings: Settings) -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy.for_url(settings.redis_url)
-    await proxy.start()
-    yield proxy
-    await proxy.stop()
+    async with TcpProxy.for_url(settings.redis_url) as proxy:
+        yield proxy
 
 
 def received(world: World, cpid: str, action: str) -> list[dict[str, Any]]:

@@ -40,10 +40,8 @@ CPID = "CP-P1"
 
 @pytest.fixture
 async def stripe_line(fault_proxy: FaultProxy) -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy.for_url(fault_proxy.url)
-    await proxy.start()
-    yield proxy
-    await proxy.stop()
+    async with TcpProxy.for_url(fault_proxy.url) as proxy:
+        yield proxy
 
 
 def remote_starts(world: World) -> int:

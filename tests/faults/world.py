@@ -16,12 +16,14 @@ import httpx
 from app.core.auth import Role
 from app.core.settings import Settings
 from app.sim import SimCharger, SimOptions
+from tests.chargers.conftest import fast_sim
 from tests.factories import (
     auth,
     charger,
     driver_on,
     energy_tariff,
     import_fleet,
+    session_view,
     site,
     staff_token,
 )
@@ -35,17 +37,8 @@ LAT, LON = 52.52, 13.405
 
 def sim_options(**overrides: Any) -> SimOptions:
     """A charger that reconnects fast, starts at once on RemoteStart (no car) and
-    answers everything."""
-    options = SimOptions(
-        reconnect_min_s=0.05,
-        reconnect_max_s=0.3,
-        response_timeout_s=5.0,
-        tx_retry_interval_s=0.1,
-        remote_start_plan=None,
-    )
-    for key, value in overrides.items():
-        setattr(options, key, value)
-    return options
+    answers everything: `fast_sim`, with its retries a little further apart."""
+    return fast_sim(**{"reconnect_max_s": 0.3, "tx_retry_interval_s": 0.1, **overrides})
 
 
 @dataclass
@@ -184,10 +177,7 @@ class World:
         )
 
     async def session(self, driver: dict[str, Any], session_id: str) -> dict[str, Any]:
-        r = await self.http.get(f"/v1/sessions/{session_id}", headers=driver["headers"])
-        assert r.status_code == 200, r.text
-        body: dict[str, Any] = r.json()
-        return body
+        return await session_view(self.http, driver, session_id)
 
     async def session_until(
         self, driver: dict[str, Any], session_id: str, statuses: set[str], *, within_s: float

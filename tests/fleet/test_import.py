@@ -11,7 +11,7 @@ from litestar.testing import AsyncTestClient
 from app.core.auth import Role
 from app.core.settings import Settings
 from app.fleet.service import verify_ocpp_password
-from tests.factories import auth, charger, import_fleet, site, staff_token
+from tests.factories import all_pages, auth, charger, import_fleet, site, staff_token
 
 
 @pytest.fixture
@@ -186,15 +186,8 @@ async def test_listing_sites_and_chargers(client: AsyncTestClient[Litestar], tok
     assert [c["connector_no"] for c in items[0]["chargers"][0]["connectors"]] == [1, 2]
     assert items[0]["chargers"][0]["connectors"][0]["power_kw"] == 150
     # keyset pagination walks every site once
-    seen, cursor = [], None
-    while True:
-        url = "/admin/v1/fleet/sites?limit=2" + (f"&cursor={cursor}" if cursor else "")
-        page = (await client.get(url, headers=auth(token))).json()
-        seen += [i["external_id"] for i in page["items"]]
-        cursor = page["next_cursor"]
-        if not cursor:
-            break
-    assert seen == [f"s{i}" for i in range(5)]
+    every = await all_pages(client, "/admin/v1/fleet/sites", headers=auth(token))
+    assert [i["external_id"] for i in every] == [f"s{i}" for i in range(5)]
     r = await client.get("/admin/v1/fleet/chargers?connectivity=offline", headers=auth(token))
     assert len(r.json()["items"]) == 5
     assert r.json()["items"][0]["connectivity_reason"] == "never_connected"

@@ -9,7 +9,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from app.core.settings import Settings
-from tests.factories import make_driver
+from tests.factories import all_pages, make_driver
 from tests.notifications.helpers import driver_with_session, queue_session_alert
 
 KINDS = ["session_started", "soc_80", "ten_minutes_left", "session_complete", "idle_fee_warning"]
@@ -25,18 +25,9 @@ async def test_newest_first_paged_and_only_the_drivers_own(
         await queue_session_alert(db, mine, kind, now=t0 + timedelta(minutes=i))
     await queue_session_alert(db, theirs, "soc_80", now=t0)
     headers = {"Authorization": f"Bearer {mine['driver']['access_token']}"}
-    r = await client.get("/v1/me/notifications?limit=2", headers=headers)
-    assert r.status_code == 200, r.text
-    page = r.json()
-    seen = [i["kind"] for i in page["items"]]
-    while page["next_cursor"]:
-        r = await client.get(
-            f"/v1/me/notifications?limit=2&cursor={page['next_cursor']}", headers=headers
-        )
-        page = r.json()
-        seen += [i["kind"] for i in page["items"]]
-    assert seen == list(reversed(KINDS))
-    item = r.json()["items"][-1]
+    items = await all_pages(client, "/v1/me/notifications", headers=headers)
+    assert [i["kind"] for i in items] == list(reversed(KINDS))
+    item = items[-1]
     assert set(item) == {
         "notification_id",
         "kind",

@@ -23,7 +23,7 @@ from app.pricing.service import (
     tariff_for_session,
     tariff_version,
 )
-from tests.factories import auth, import_fleet, site, staff_token
+from tests.factories import all_pages, auth, import_fleet, site, staff_token
 
 Client = AsyncTestClient[Litestar]
 
@@ -101,20 +101,8 @@ async def test_list_is_paginated_newest_first(client: Client, headers: dict[str,
     for n in range(3):
         body = {**PEAK_OFFPEAK, "name": f"T{n}"}
         ids.append(await publish(client, headers, body))
-    seen: list[str] = []
-    cursor = None
-    while True:
-        params: dict[str, Any] = {"limit": 2}
-        if cursor:
-            params["cursor"] = cursor
-        r = await client.get("/admin/v1/tariffs", params=params, headers=headers)
-        assert r.status_code == 200, r.text
-        page = r.json()
-        seen += [t["name"] for t in page["items"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
-    assert seen == ["T2", "T1", "T0"]
+    items = await all_pages(client, "/admin/v1/tariffs", headers=headers)
+    assert [t["name"] for t in items] == ["T2", "T1", "T0"]
     r = await client.get("/admin/v1/tariffs", params={"cursor": "nonsense"}, headers=headers)
     assert r.status_code == 422
 

@@ -9,6 +9,7 @@ import contextlib
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -79,6 +80,15 @@ class Fleet:
             json={"connector_id": connector_id, **body},
             headers={**auth(token), **(headers or {})},
         )
+
+    async def slot(
+        self, token: str, connector_id: str, start_at: datetime, *, duration_min: int | None = None
+    ) -> httpx.Response:
+        """Reserve a future slot from `start_at` (its length from the vehicle unless given)."""
+        body: dict[str, Any] = {"start_at": start_at.isoformat()}
+        if duration_min is not None:
+            body["duration_min"] = duration_min
+        return await self.reserve(token, connector_id, **body)
 
     async def status_of(self, connector_id: str) -> str:
         return str(

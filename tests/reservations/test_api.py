@@ -7,8 +7,10 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
+
 from app.sim.state import Reservation as SimReservation
-from tests.factories import auth, eventually
+from tests.factories import all_pages, auth, eventually
 from tests.reservations.conftest import Fleet, running_worker
 
 
@@ -18,6 +20,12 @@ async def _row(fleet: Fleet, reservation_id: str) -> dict[str, object]:
     )
     assert row is not None
     return dict(row)
+
+
+def _refused(r: httpx.Response, code: str, *case: object) -> None:
+    """A 409 with this problem `code` (`case` says which, when it fails)."""
+    assert r.status_code == 409, (*case, r.text)
+    assert r.json()["code"] == code, (*case, r.text)
 
 
 async def test_a_hold_now_reserves_the_connector_at_the_charger_and_in_search(
@@ -98,30 +106,16 @@ async def test_the_list_is_newest_first_with_a_cursor(fleet: Fleet) -> None:
     start = datetime.now(UTC) + timedelta(hours=1)
     ids = []
     for i in range(3):
-        r = await fleet.reserve(
+        r = await fleet.slot(
             driver["access_token"],
             fleet.connector("CP-B", 1),
-            start_at=(start + timedelta(hours=2 * i)).isoformat(),
+            start + timedelta(hours=2 * i),
             duration_min=30,
         )
         assert r.status_code == 201, r.text
         ids.append(r.json()["reservation_id"])
-    seen: list[str] = []
-    cursor = None
-    while True:
-        params: dict[str, str | int] = {"limit": 2}
-        if cursor:
-            params["cursor"] = cursor
-        r = await fleet.http.get(
-            "/v1/reservations", params=params, headers=auth(driver["access_token"])
-        )
-        assert r.status_code == 200, r.text
-        page = r.json()
-        seen += [item["reservation_id"] for item in page["items"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
-    assert seen == ids[::-1]
+    items = await all_pages(fleet.http, "/v1/reservations", headers=auth(driver["access_token"]))
+    assert [item["reservation_id"] for item in items] == ids[::-1]
     r = await fleet.http.get(
         "/v1/reservations", params={"cursor": "nope"}, headers=auth(driver["access_token"])
     )
@@ -187,7 +181,7 @@ async def test_a_future_slot_is_sized_from_the_vehicle_and_begins_at_the_charger
     connector_id = fleet.connector("CP-A", 1)
     # without a vehicle: 60 minutes (times are whole seconds)
     start = (datetime.now(UTC) + timedelta(hours=3)).replace(microsecond=0)
-    r = await fleet.reserve(token, connector_id, start_at=start.isoformat())
+    r = await fleet.slot(token, connector_id, start)
     assert r.status_code == 201, r.text
     slot = r.json()
     assert slot["kind"] == "slot"
@@ -207,12 +201,12 @@ async def test_a_future_slot_is_sized_from_the_vehicle_and_begins_at_the_charger
     )
     assert r.status_code == 200, r.text
     later = start + timedelta(hours=2)
-    r = await fleet.reserve(token, connector_id, start_at=later.isoformat())
+    r = await fleet.slot(token, connector_id, later)
     assert r.status_code == 201, r.text
     assert datetime.fromisoformat(r.json()["expires_at"]) - later == timedelta(minutes=21)
     # at the TYPE2 connector the on-board charger decides: 46.2 kWh at 11 kW → 252 minutes
     evening = start + timedelta(hours=6)
-    r = await fleet.reserve(token, fleet.connector("CP-A", 2), start_at=evening.isoformat())
+    r = await fleet.slot(token, fleet.connector("CP-A", 2), evening)
     assert r.status_code == 201, r.text
     assert datetime.fromisoformat(r.json()["expires_at"]) - evening == timedelta(minutes=252)
 
@@ -225,9 +219,7 @@ async def test_a_slot_that_begins_reserves_the_connector(fleet: Fleet) -> None:
     driver = await fleet.driver()
     connector_id = fleet.connector("CP-B", 1)
     start = datetime.now(UTC) + timedelta(seconds=1)
-    r = await fleet.reserve(
-        driver["access_token"], connector_id, start_at=start.isoformat(), duration_min=20
-    )
+    r = await fleet.slot(driver["access_token"], connector_id, start, duration_min=20)
     assert r.status_code == 201, r.text
     rid = r.json()["reservation_id"]
     async with running_worker(fleet.srv.settings):
@@ -240,8 +232,7 @@ async def test_a_slot_that_begins_reserves_the_connector(fleet: Fleet) -> None:
         assert await fleet.status_of(connector_id) == "RESERVED"
     # a slot that has begun counts as the driver's live hold
     r = await fleet.reserve(driver["access_token"], fleet.connector("CP-A", 1))
-    assert r.status_code == 409
-    assert r.json()["code"] == "reservation_limit"
+    _refused(r, "reservation_limit")
 
 
 async def _reserved_at_charger(fleet: Fleet, rid: str) -> bool:
@@ -278,64 +269,43 @@ async def test_the_per_driver_caps(fleet: Fleet) -> None:
     token = (await fleet.driver())["access_token"]
     assert (await fleet.reserve(token, fleet.connector("CP-A", 1))).status_code == 201
     r = await fleet.reserve(token, fleet.connector("CP-B", 1))
-    assert r.status_code == 409
-    assert r.json()["code"] == "reservation_limit"
+    _refused(r, "reservation_limit")
     # future slots count separately: three, not a fourth
     start = datetime.now(UTC) + timedelta(hours=2)
     for i in range(3):
-        r = await fleet.reserve(
-            token,
-            fleet.connector("CP-B", 1),
-            start_at=(start + timedelta(hours=i)).isoformat(),
-            duration_min=30,
+        r = await fleet.slot(
+            token, fleet.connector("CP-B", 1), start + timedelta(hours=i), duration_min=30
         )
         assert r.status_code == 201, r.text
-    r = await fleet.reserve(
-        token,
-        fleet.connector("CP-B", 2),
-        start_at=(start + timedelta(hours=10)).isoformat(),
-        duration_min=30,
+    r = await fleet.slot(
+        token, fleet.connector("CP-B", 2), start + timedelta(hours=10), duration_min=30
     )
-    assert r.status_code == 409
-    assert r.json()["code"] == "reservation_limit"
+    _refused(r, "reservation_limit")
 
 
 async def test_one_driver_cannot_be_in_two_places_at_once(fleet: Fleet) -> None:
     token = (await fleet.driver())["access_token"]
     start = datetime.now(UTC) + timedelta(hours=2)
-    r = await fleet.reserve(
-        token, fleet.connector("CP-A", 1), start_at=start.isoformat(), duration_min=60
-    )
+    r = await fleet.slot(token, fleet.connector("CP-A", 1), start, duration_min=60)
     assert r.status_code == 201, r.text
-    r = await fleet.reserve(
-        token,
-        fleet.connector("CP-B", 1),
-        start_at=(start + timedelta(minutes=30)).isoformat(),
-        duration_min=60,
+    r = await fleet.slot(
+        token, fleet.connector("CP-B", 1), start + timedelta(minutes=30), duration_min=60
     )
-    assert r.status_code == 409
-    assert r.json()["code"] == "reservation_limit"
+    _refused(r, "reservation_limit")
 
 
 async def test_overlap_offline_and_occupied_are_connector_unavailable(fleet: Fleet) -> None:
     first, second = (await fleet.driver(1))["access_token"], (await fleet.driver(2))["access_token"]
     start = datetime.now(UTC) + timedelta(hours=2)
-    body = {"start_at": start.isoformat(), "duration_min": 60}
-    assert (await fleet.reserve(first, fleet.connector("CP-A", 1), **body)).status_code == 201
-    r = await fleet.reserve(
-        second,
-        fleet.connector("CP-A", 1),
-        start_at=(start + timedelta(minutes=59)).isoformat(),
-        duration_min=10,
+    r = await fleet.slot(first, fleet.connector("CP-A", 1), start, duration_min=60)
+    assert r.status_code == 201, r.text
+    r = await fleet.slot(
+        second, fleet.connector("CP-A", 1), start + timedelta(minutes=59), duration_min=10
     )
-    assert r.status_code == 409
-    assert r.json()["code"] == "connector_unavailable"
+    _refused(r, "connector_unavailable")
     # back to back is fine ([start, end) ranges)
-    r = await fleet.reserve(
-        second,
-        fleet.connector("CP-A", 1),
-        start_at=(start + timedelta(minutes=60)).isoformat(),
-        duration_min=10,
+    r = await fleet.slot(
+        second, fleet.connector("CP-A", 1), start + timedelta(minutes=60), duration_min=10
     )
     assert r.status_code == 201, r.text
 
@@ -344,8 +314,7 @@ async def test_overlap_offline_and_occupied_are_connector_unavailable(fleet: Fle
     assert await eventually(lambda: _status_is(fleet, fleet.connector("CP-B", 2), "OCCUPIED"))
     third = (await fleet.driver(3))["access_token"]
     r = await fleet.reserve(third, fleet.connector("CP-B", 2))
-    assert r.status_code == 409
-    assert r.json()["code"] == "connector_unavailable"
+    _refused(r, "connector_unavailable")
 
     # offline / quarantined charger: neither a hold nor a slot
     for state in ("offline", "quarantined"):
@@ -356,8 +325,7 @@ async def test_overlap_offline_and_occupied_are_connector_unavailable(fleet: Fle
         )
         for extra in ({}, {"start_at": (start + timedelta(hours=5)).isoformat()}):
             r = await fleet.reserve(third, fleet.connector("CP-C", 1), **extra)
-            assert r.status_code == 409, (state, extra, r.text)
-            assert r.json()["code"] == "connector_unavailable"
+            _refused(r, "connector_unavailable", state, extra)
 
 
 async def _status_is(fleet: Fleet, connector_id: str, status: str) -> bool:
@@ -400,8 +368,7 @@ async def test_a_charger_that_refuses_keeps_nothing(fleet: Fleet) -> None:
     ):
         arrange()
         r = await fleet.reserve(driver, connector_id)
-        assert r.status_code == 409, (answer, r.text)
-        assert r.json()["code"] == "connector_unavailable"
+        _refused(r, "connector_unavailable", answer)
         assert answer in r.json()["detail"]
         assert await fleet.db.fetchval("SELECT count(*) FROM reservations") == 0
         assert await fleet.status_of(connector_id) == "AVAILABLE"
@@ -426,8 +393,7 @@ async def test_a_hold_waiting_for_its_charger_is_invisible_and_refuses_competito
     assert await fleet.status_of(connector_id) == "AVAILABLE"
     started = time.monotonic()
     r = await fleet.reserve(second, connector_id)
-    assert r.status_code == 409
-    assert r.json()["code"] == "connector_unavailable"
+    _refused(r, "connector_unavailable")
     assert time.monotonic() - started < 0.9  # refused at once, not after the charger's timeout
     assert (await waiting).status_code == 409  # no answer within the timeout
     assert await fleet.db.fetchval("SELECT count(*) FROM reservations") == 0

@@ -133,12 +133,7 @@ async def test_the_exclusion_constraint_refuses_what_the_app_check_cannot_see(
             start + timedelta(hours=1),
         )
         request = asyncio.create_task(
-            fleet.reserve(
-                token,
-                str(connector_id),
-                start_at=(start + timedelta(minutes=30)).isoformat(),
-                duration_min=60,
-            )
+            fleet.slot(token, str(connector_id), start + timedelta(minutes=30), duration_min=60)
         )
         # the request is blocked on the constraint (its check saw nothing to refuse)
         assert await eventually(lambda: _waiting_on_a_lock(fleet.db), within_s=5)
@@ -168,36 +163,39 @@ async def test_the_constraint_itself_refuses_an_overlap_written_by_plain_sql(
     drivers = [uuid.UUID((await fleet.driver(i))["driver_id"]) for i in range(3)]
     connector_id = uuid.UUID(fleet.connector("CP-B", 2))
     start = datetime.now(UTC) + timedelta(hours=1)
-    insert = """INSERT INTO reservations (driver_id, connector_id, charger_id, site_id,
-                                          connector_no, kind, start_at, expires_at, status)
-                SELECT $1, connector_id, charger_id, site_id, connector_no, 'slot', $3, $4, $5
-                  FROM connectors WHERE connector_id = $2"""
-    await fleet.db.execute(
-        insert, drivers[0], connector_id, start, start + timedelta(hours=1), "CONFIRMED"
-    )
-    with pytest.raises(asyncpg.ExclusionViolationError) as caught:
+
+    async def insert(
+        driver_id: uuid.UUID,
+        connector: uuid.UUID,
+        start_at: datetime,
+        expires_at: datetime,
+        status: str = "CONFIRMED",
+    ) -> None:
         await fleet.db.execute(
-            insert,
-            drivers[1],
-            connector_id,
-            start + timedelta(minutes=59),
-            start + timedelta(hours=2),
-            "CONFIRMED",
+            """INSERT INTO reservations (driver_id, connector_id, charger_id, site_id,
+                                         connector_no, kind, start_at, expires_at, status)
+               SELECT $1, connector_id, charger_id, site_id, connector_no, 'slot', $3, $4, $5
+                 FROM connectors WHERE connector_id = $2""",
+            driver_id,
+            connector,
+            start_at,
+            expires_at,
+            status,
+        )
+
+    await insert(drivers[0], connector_id, start, start + timedelta(hours=1))
+    with pytest.raises(asyncpg.ExclusionViolationError) as caught:
+        await insert(
+            drivers[1], connector_id, start + timedelta(minutes=59), start + timedelta(hours=2)
         )
     assert caught.value.constraint_name == "reservations_no_double_booking"
     # over: CANCELLED/EXPIRED/MOVED/FULFILLED rows do not hold the time
-    await fleet.db.execute(
-        insert, drivers[1], connector_id, start, start + timedelta(hours=1), "CANCELLED"
-    )
+    await insert(drivers[1], connector_id, start, start + timedelta(hours=1), "CANCELLED")
     # one driver cannot hold two connectors at the same time either
+    other_connector = uuid.UUID(fleet.connector("CP-A", 1))
     with pytest.raises(asyncpg.ExclusionViolationError) as caught:
-        await fleet.db.execute(
-            insert,
-            drivers[0],
-            uuid.UUID(fleet.connector("CP-A", 1)),
-            start + timedelta(minutes=30),
-            start + timedelta(hours=1),
-            "CONFIRMED",
+        await insert(
+            drivers[0], other_connector, start + timedelta(minutes=30), start + timedelta(hours=1)
         )
     assert caught.value.constraint_name == "reservations_driver_one_at_a_time"
 
@@ -215,10 +213,10 @@ async def test_one_drivers_concurrent_future_slots_stop_at_three(fleet: Fleet) -
     base = datetime.now(UTC) + timedelta(hours=1)
     answers = await asyncio.gather(
         *(
-            fleet.reserve(
+            fleet.slot(
                 token,
                 fleet.connector("CP-A", 1 + i % 2),
-                start_at=(base + timedelta(hours=i)).isoformat(),
+                base + timedelta(hours=i),
                 duration_min=30,
             )
             for i in range(8)

@@ -158,12 +158,7 @@ async def test_a_future_slot_moves_as_a_slot_and_the_twin_hears_when_it_begins(
 ) -> None:
     driver = await fleet.driver(1)
     start = (datetime.now(UTC) + timedelta(hours=4)).replace(microsecond=0)
-    r = await fleet.reserve(
-        driver["access_token"],
-        fleet.connector("CP-A", 2),
-        start_at=start.isoformat(),
-        duration_min=45,
-    )
+    r = await fleet.slot(driver["access_token"], fleet.connector("CP-A", 2), start, duration_min=45)
     assert r.status_code == 201, r.text
     rid = r.json()["reservation_id"]
     async with running_worker(with_twilio(fleet.srv.settings, twilio)):

@@ -23,6 +23,23 @@ vehicles = st.builds(
 powers = st.integers(1_000, 2_000_000)
 
 
+def _window(
+    *,
+    start_at: datetime | None = None,
+    duration_min: int | None = None,
+    vehicle: VehicleSpec | None = None,
+) -> slots.Window:
+    """`slots.window` at NOW for a CCS2 150 kW connector."""
+    return slots.window(
+        now=NOW,
+        start_at=start_at,
+        duration_min=duration_min,
+        vehicle=vehicle,
+        connector_type="CCS2",
+        connector_power_w=150_000,
+    )
+
+
 def test_a_60_kwh_car_at_a_50_kw_dc_connector_needs_44_minutes() -> None:
     # 60 % of 60 kWh = 36 kWh at min(50, 150) kW = 0.72 h = 43.2 → 44 minutes
     car = VehicleSpec(battery_wh=60_000, max_ac_w=11_000, max_dc_w=150_000)
@@ -40,14 +57,7 @@ def test_the_on_board_charger_limits_an_ac_connector() -> None:
 
 def test_without_a_vehicle_a_slot_lasts_an_hour() -> None:
     assert slots.slot_minutes(None, "CCS2", 150_000) == 60
-    w = slots.window(
-        now=NOW,
-        start_at=NOW + timedelta(hours=2),
-        duration_min=None,
-        vehicle=None,
-        connector_type="CCS2",
-        connector_power_w=150_000,
-    )
+    w = _window(start_at=NOW + timedelta(hours=2))
     assert (w.start_at, w.expires_at, w.hold) == (
         NOW + timedelta(hours=2),
         NOW + timedelta(hours=3),
@@ -56,33 +66,12 @@ def test_without_a_vehicle_a_slot_lasts_an_hour() -> None:
 
 
 def test_a_hold_defaults_to_15_minutes_and_allows_30() -> None:
-    w = slots.window(
-        now=NOW,
-        start_at=None,
-        duration_min=None,
-        vehicle=None,
-        connector_type="CCS2",
-        connector_power_w=150_000,
-    )
+    w = _window()
     assert (w.start_at, w.expires_at, w.hold) == (NOW, NOW + timedelta(minutes=15), True)
-    w = slots.window(
-        now=NOW,
-        start_at=None,
-        duration_min=30,
-        vehicle=None,
-        connector_type="CCS2",
-        connector_power_w=150_000,
-    )
+    w = _window(duration_min=30)
     assert w.minutes == 30
     with pytest.raises(SlotError) as caught:
-        slots.window(
-            now=NOW,
-            start_at=None,
-            duration_min=31,
-            vehicle=None,
-            connector_type="CCS2",
-            connector_power_w=150_000,
-        )
+        _window(duration_min=31)
     assert caught.value.field == "duration_min"
 
 
@@ -96,26 +85,12 @@ def test_a_hold_defaults_to_15_minutes_and_allows_30() -> None:
 )
 def test_slots_start_after_now_and_within_24_hours(start: datetime, field: str) -> None:
     with pytest.raises(SlotError) as caught:
-        slots.window(
-            now=NOW,
-            start_at=start,
-            duration_min=None,
-            vehicle=None,
-            connector_type="CCS2",
-            connector_power_w=150_000,
-        )
+        _window(start_at=start)
     assert caught.value.field == field
 
 
 def test_the_horizon_itself_is_allowed() -> None:
-    w = slots.window(
-        now=NOW,
-        start_at=NOW + timedelta(hours=24),
-        duration_min=20,
-        vehicle=None,
-        connector_type="CCS2",
-        connector_power_w=150_000,
-    )
+    w = _window(start_at=NOW + timedelta(hours=24), duration_min=20)
     assert w.minutes == 20
 
 
@@ -176,14 +151,7 @@ def test_every_window_is_valid_or_refused_with_a_field(
     start = None if hold else NOW + timedelta(seconds=offset_s)
     refused: SlotError | None = None
     try:
-        w = slots.window(
-            now=NOW,
-            start_at=start,
-            duration_min=duration,
-            vehicle=vehicle,
-            connector_type="CCS2",
-            connector_power_w=150_000,
-        )
+        w = _window(start_at=start, duration_min=duration, vehicle=vehicle)
     except SlotError as exc:
         refused = exc
     if refused is not None:

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -23,25 +22,12 @@ from app.core.settings import ROOT, Settings
 from app.sim import SimCharger, SimOptions
 from tests.conftest import TEST_JWT_SECRET
 from tests.factories import charger, import_fleet, site, staff_token
+from tests.servers import wait_ready
 
 PASSWORD = "charger-password-0001"
 # Enough open sockets for granian's teardown to panic every time without the drain
 # (app/run.py `_stop`): with 8 it did not, with 200 it did in each of 4 runs.
 CHARGERS = 200
-
-
-async def _wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient(base_url=base, timeout=2) as c:
-        deadline = time.monotonic() + 45
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "the service exited during start-up"
-            try:
-                if (await c.get("/health/ready")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError("the service did not get ready within 45 s")
 
 
 async def test_ctrl_c_with_connected_chargers_stops_cleanly(
@@ -76,7 +62,7 @@ async def test_ctrl_c_with_connected_chargers_stops_cleanly(
         )
     try:
         base = f"http://127.0.0.1:{port}"
-        await _wait_ready(base, proc)
+        await wait_ready(base, lambda: proc.poll() is None, within_s=45)
         token = staff_token(settings, roles=(Role.ADMIN,))
         cpids = [f"CP-STOP-{i}" for i in range(CHARGERS)]
         async with httpx.AsyncClient(base_url=base, timeout=10) as http:

@@ -27,6 +27,7 @@ from app.core.embedded import free_port
 from app.core.settings import ROOT
 from tests.conftest import TEST_JWT_SECRET
 from tests.factories import make_staff, mobile_numbers, site, totp_now
+from tests.servers import wait_ready
 from tests.standins.control_center import build_push
 from tests.standins.twilio import FROM, TwilioStandIn, serve
 
@@ -76,15 +77,7 @@ async def service(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        async with httpx.AsyncClient(base_url=base, timeout=2) as c:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if (await c.get("/health/ready")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
+        await wait_ready(base, lambda: api.returncode is None, within_s=30)
         yield base
     finally:
         for proc in (api, worker):

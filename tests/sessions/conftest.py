@@ -24,7 +24,16 @@ from app.payments.tasks import capture_payment, charge_extra_payment, close_stri
 from app.sessions.tasks import session_hold_low
 from app.sim import SessionPlan, SimCharger, SimOptions
 from tests.chargers.conftest import PASSWORD, Server, fast_sim, running_server
-from tests.factories import auth, charger, driver_on, eventually, import_fleet, site, staff_token
+from tests.factories import (
+    auth,
+    charger,
+    driver_on,
+    eventually,
+    import_fleet,
+    session_view,
+    site,
+    staff_token,
+)
 from tests.payments.fixtures import gateway, localstripe, settings
 
 __all__ = ["gateway", "localstripe", "settings"]
@@ -142,10 +151,7 @@ class Site:
         )
 
     async def session(self, driver: dict[str, Any], session_id: str) -> dict[str, Any]:
-        r = await self.http.get(f"/v1/sessions/{session_id}", headers=driver["headers"])
-        assert r.status_code == 200, r.text
-        body: dict[str, Any] = r.json()
-        return body
+        return await session_view(self.http, driver, session_id)
 
     async def until(
         self,

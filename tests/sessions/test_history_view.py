@@ -35,6 +35,7 @@ async def test_the_history_estimates_from_the_drivers_vehicle_as_the_detail_does
     # The car keeps charging between the two reads, so the estimates agree only closely;
     # one made without the 480 kWh battery would be about an eighth of the other.
     ahead, now = listed["estimated_minutes_remaining"], detail["estimated_minutes_remaining"]
-    assert ahead is not None and now is not None
+    assert ahead is not None
+    assert now is not None
     assert 0.8 * now - 2 <= ahead <= 1.25 * now + 2, (ahead, now)
     assert set(listed) == set(detail)
