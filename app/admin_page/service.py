@@ -82,16 +82,8 @@ async def preview(conn: Connection, body: PreviewIn) -> PreviewOut:
     draft = _draft(body)
     current = None
     if body.tariff_id is not None:
-        stored = await service.get_tariff(conn, body.tariff_id, None)
-        cur = Tariff(
-            tariff_id=stored.tariff_id,
-            version=stored.version,
-            currency=stored.currency,
-            vat_percent=stored.vat_percent,
-            elements=stored.elements,
-            name=stored.name,
-        )
-        current = _side(cur, stored.version, tz, start, end, body.sample)
+        cur = await service.current_tariff(conn, body.tariff_id)
+        current = _side(cur, cur.version, tz, start, end, body.sample)
     return PreviewOut(
         timezone=body.timezone,
         from_=start,

@@ -5,13 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from app.analytics.schemas import DayUsage, HourUsage, RevenueRow, SiteUsage, TotalsRow
-from app.core.sql import Executor, fetch_all, fetch_one
+from app.core.sql import Executor, fetch_all, fetch_returned
 
 
 async def usage_totals(db: Executor, *, start: datetime, end: datetime, now: datetime) -> TotalsRow:
-    row = await fetch_one(db, "analytics.usage_totals", TotalsRow, start, end, now)
-    assert row is not None  # an aggregate always answers one row
-    return row
+    return await fetch_returned(db, "analytics.usage_totals", TotalsRow, start, end, now)
 
 
 async def usage_by_site(

@@ -196,6 +196,10 @@ async def verified_driver(connection: ASGIConnection[Any, Any, Any, Any]) -> Dri
     return principal
 
 
+# The OpenAPI security requirement of every route behind `requires_driver`.
+DRIVER_SECURITY: list[dict[str, list[str]]] = [{"driverBearer": []}]
+
+
 async def requires_driver(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:

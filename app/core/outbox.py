@@ -18,8 +18,9 @@ Queue names and job ids are built here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -81,6 +82,15 @@ async def enqueue(
 async def mark_done(db: Executor, outbox_id: int) -> None:
     """The job of this row reached a final state (call it in that state's transaction)."""
     await execute(db, "outbox.mark_done", outbox_id)
+
+
+@contextlib.asynccontextmanager
+async def closing(pool: asyncpg.Pool, outbox_id: int) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction that ends the job's attempt: its outbox row is done when the block
+    commits (a return inside it included), and not done when the block raises."""
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn
+        await mark_done(conn, outbox_id)
 
 
 def arq_for(redis: Redis) -> ArqRedis:

@@ -96,6 +96,15 @@ async def fetch_one(conn: Executor, name: str, type_: type[T], *args: Any) -> T 
     return msgspec.convert(dict(row), type_, strict=False)
 
 
+async def fetch_returned(conn: Executor, name: str, type_: type[T], *args: Any) -> T:
+    """The row block `name` always answers (INSERT … RETURNING, an upsert, an aggregate)
+    as a `type_` Struct; no row at all is a bug in the block, and raises."""
+    row = await fetch_one(conn, name, type_, *args)
+    if row is None:
+        raise RuntimeError(f"query {name} answered no row")
+    return row
+
+
 async def fetch_all(conn: Executor, name: str, type_: type[T], *args: Any) -> list[T]:
     """Every row of block `name` as `type_` Structs."""
     rows = await conn.fetch(Q(name), *args)

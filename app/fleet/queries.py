@@ -53,6 +53,10 @@ def _upserted(row: Upserted | None) -> Upserted:
     return row or Upserted(inserted=0, updated=0)
 
 
+def _id_by_key(ids: _Ids | None) -> dict[str, uuid.UUID]:
+    return dict(zip(ids.keys, ids.ids, strict=True)) if ids else {}
+
+
 async def upsert_sites(
     db: Executor,
     *,
@@ -81,8 +85,7 @@ async def upsert_sites(
 async def site_ids_by_external_id(
     db: Executor, *, external_ids: Sequence[str]
 ) -> dict[str, uuid.UUID]:
-    ids = await fetch_one(db, "fleet.site_ids_by_external_id", _Ids, external_ids)
-    return dict(zip(ids.keys, ids.ids, strict=True)) if ids else {}
+    return _id_by_key(await fetch_one(db, "fleet.site_ids_by_external_id", _Ids, external_ids))
 
 
 async def chargers_by_iccid(db: Executor, *, iccids: Sequence[str]) -> list[IccidHolder]:
@@ -113,8 +116,7 @@ async def upsert_chargers(
 async def charger_ids_by_cpid(
     db: Executor, *, charge_point_ids: Sequence[str]
 ) -> dict[str, uuid.UUID]:
-    ids = await fetch_one(db, "fleet.charger_ids_by_cpid", _Ids, charge_point_ids)
-    return dict(zip(ids.keys, ids.ids, strict=True)) if ids else {}
+    return _id_by_key(await fetch_one(db, "fleet.charger_ids_by_cpid", _Ids, charge_point_ids))
 
 
 async def upsert_connectors(

@@ -8,7 +8,7 @@ from datetime import datetime
 
 import msgspec
 
-from app.core.sql import Executor, execute, fetch_one, fetch_val
+from app.core.sql import Executor, execute, fetch_one, fetch_returned, fetch_val
 
 
 class Challenge(msgspec.Struct, frozen=True):
@@ -102,9 +102,7 @@ async def consume_challenge(db: Executor, *, challenge_id: uuid.UUID, now: datet
 async def upsert_driver_login(
     db: Executor, *, phone: str, id_tag: str, now: datetime
 ) -> DriverLogin:
-    row = await fetch_one(db, "identity.upsert_driver_login", DriverLogin, phone, id_tag, now)
-    assert row is not None  # an upsert always returns its row
-    return row
+    return await fetch_returned(db, "identity.upsert_driver_login", DriverLogin, phone, id_tag, now)
 
 
 async def insert_family(db: Executor, *, driver_id: uuid.UUID, now: datetime) -> uuid.UUID:
@@ -184,6 +182,4 @@ async def family_driver(db: Executor, *, family_id: uuid.UUID) -> uuid.UUID | No
 
 
 async def purge_expired(db: Executor, *, before: datetime) -> Purged:
-    row = await fetch_one(db, "identity.purge_expired", Purged, before)
-    assert row is not None  # counts come back as one row
-    return row
+    return await fetch_returned(db, "identity.purge_expired", Purged, before)

@@ -9,7 +9,7 @@ from litestar.background_tasks import BackgroundTask
 from litestar.datastructures import State
 from litestar.params import JSONBody
 
-from app.core.auth import requires_driver
+from app.core.auth import DRIVER_SECURITY, requires_driver
 from app.core.clientaddr import client_address
 from app.core.deps import ClockDep, Db, Driver
 from app.core.errors import DRIVER_UNAUTHORIZED, problem_doc
@@ -24,9 +24,6 @@ from app.identity.schemas import (
     TokenResponse,
 )
 from app.notifications.service import enqueue_now
-
-DRIVER_SECURITY: list[dict[str, list[str]]] = [{"driverBearer": []}]
-
 
 UNAUTHORIZED = {401: DRIVER_UNAUTHORIZED}
 

@@ -23,6 +23,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Final
 
+import asyncpg
 import httpx
 import msgspec
 from arq import Retry, func
@@ -115,6 +116,15 @@ async def _finish(
     )
 
 
+async def _skipped(
+    pool: asyncpg.Pool, outbox_id: int, alert_id: int, channel: str, setting: str, now: datetime
+) -> str:
+    """A channel whose setting is empty is `skipped`, and the job done."""
+    async with outbox.closing(pool, outbox_id) as conn:
+        await _finish(conn, alert_id, channel, "skipped", now=now, error=f"{setting} unset")
+    return "skipped"
+
+
 async def deliver_operator_alert(
     ctx: dict[str, Any], outbox_id: int, alert_id: int, channel: str
 ) -> str:
@@ -140,18 +150,12 @@ async def _deliver_sms(
 ) -> str:
     pool = ctx["pool"]
     if not settings.oncall_sms_to:
-        async with pool.acquire() as conn, conn.transaction():
-            await _finish(
-                conn, alert.alert_id, "sms", "skipped", now=now, error="ONCALL_SMS_TO unset"
-            )
-            await outbox.mark_done(conn, outbox_id)
-        return "skipped"
-    async with pool.acquire() as conn, conn.transaction():
+        return await _skipped(pool, outbox_id, alert.alert_id, "sms", "ONCALL_SMS_TO", now)
+    async with outbox.closing(pool, outbox_id) as conn:
         if (
             await fetch_val(conn, "notifications.lock_operator_delivery", alert.alert_id, "sms")
             is None
         ):
-            await outbox.mark_done(conn, outbox_id)
             return "already_done"
         queued: QueuedSms = await queue_sms(
             conn, to=settings.oncall_sms_to, body=sms_text(alert), purpose="operator_alert", now=now
@@ -165,7 +169,6 @@ async def _deliver_sms(
             tries=1,
             message_id=uuid.UUID(queued.message_id),
         )
-        await outbox.mark_done(conn, outbox_id)
     redis = ctx.get("redis")
     if redis is not None:
         await enqueue_now(redis, pool, settings, [queued])
@@ -181,17 +184,9 @@ async def _deliver_webhook(
 ) -> str:
     pool = ctx["pool"]
     if not settings.ticket_webhook_url:
-        async with pool.acquire() as conn, conn.transaction():
-            await _finish(
-                conn,
-                alert.alert_id,
-                "webhook",
-                "skipped",
-                now=clock.now(),
-                error="TICKET_WEBHOOK_URL unset",
-            )
-            await outbox.mark_done(conn, outbox_id)
-        return "skipped"
+        return await _skipped(
+            pool, outbox_id, alert.alert_id, "webhook", "TICKET_WEBHOOK_URL", clock.now()
+        )
     payload = TicketPayload(**{f: getattr(alert, f) for f in TicketPayload.__struct_fields__})
     body = msgspec.json.encode(payload)
     timestamp = int(clock.now().timestamp())
@@ -211,11 +206,10 @@ async def _deliver_webhook(
             settings.ticket_webhook_url, content=body, headers=headers, timeout=WEBHOOK_TIMEOUT_S
         )
         if 200 <= response.status_code < 300:
-            async with pool.acquire() as conn, conn.transaction():
+            async with outbox.closing(pool, outbox_id) as conn:
                 await _finish(
                     conn, alert.alert_id, "webhook", "delivered", now=clock.now(), tries=1
                 )
-                await outbox.mark_done(conn, outbox_id)
             return "delivered"
         error = f"HTTP {response.status_code}"
     except httpx.HTTPError as exc:
@@ -227,9 +221,8 @@ async def _deliver_webhook(
         log.warning("ticket webhook for alert %s failed (%s); retrying", alert.alert_id, error)
         raise Retry(defer=min(RETRY_MAX_S, RETRY_BASE_S * 2 ** (int(tries) - 1)))
     log.error("ticket webhook for alert %s failed for good: %s", alert.alert_id, error)
-    async with pool.acquire() as conn, conn.transaction():
+    async with outbox.closing(pool, outbox_id) as conn:
         await _finish(conn, alert.alert_id, "webhook", "failed", now=clock.now(), error=error)
-        await outbox.mark_done(conn, outbox_id)
     return "failed"
 
 

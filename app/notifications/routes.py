@@ -14,7 +14,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from app.core.auth import Permission, requires, requires_driver
+from app.core.auth import DRIVER_SECURITY, Permission, requires, requires_driver
 from app.core.deps import ClockDep, Db, Driver, Staff
 from app.core.errors import DomainError
 from app.core.pagination import CursorTime, decode_cursor, encode_cursor
@@ -23,7 +23,6 @@ from app.notifications import operator, queries, service, webhooks
 from app.notifications.schemas import AlertAcknowledged, DevSmsPage, Notification, NotificationPage
 
 TWIML: Final = "text/xml"
-DRIVER_SECURITY: list[dict[str, list[str]]] = [{"driverBearer": []}]
 
 
 class PayloadTooLarge(DomainError):

@@ -283,7 +283,7 @@ async def _final(
     """A final state for the message and its outbox row, in one transaction; `opt_out`: the
     number Twilio refused as opted out, remembered in it too. `suppressed` (the driver said
     STOP or turned alerts off) keeps the body as it is."""
-    async with pool.acquire() as conn, conn.transaction():
+    async with outbox.closing(pool, outbox_id) as conn:
         if opt_out is not None:
             await execute(conn, "notifications.opt_out", opt_out, "twilio_21610")
         if status == "suppressed":
@@ -292,7 +292,6 @@ async def _final(
             )
         else:
             await execute(conn, "notifications.mark_final", message_id, status, code, message, now)
-        await outbox.mark_done(conn, outbox_id)
 
 
 async def redact_expired_sms(ctx: dict[str, Any]) -> int:

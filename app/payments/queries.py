@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from app.core.sql import Executor, execute, fetch_all, fetch_one, fetch_val
+from app.core.sql import Executor, execute, fetch_all, fetch_one, fetch_returned, fetch_val
 from app.payments.schemas import (
     CaptureRow,
     CustomerRow,
@@ -36,9 +36,7 @@ async def customer_for_driver(db: Executor, *, driver_id: uuid.UUID) -> Customer
 
 
 async def insert_customer(db: Executor, *, driver_id: uuid.UUID, customer_id: str) -> CustomerRow:
-    row = await fetch_one(db, "payments.insert_customer", CustomerRow, driver_id, customer_id)
-    assert row is not None
-    return row
+    return await fetch_returned(db, "payments.insert_customer", CustomerRow, driver_id, customer_id)
 
 
 async def driver_for_customer(db: Executor, *, customer_id: str) -> uuid.UUID | None:
@@ -136,7 +134,7 @@ async def insert_payment(
     latest_charge_id: str | None,
     now: datetime,
 ) -> PaymentRow:
-    row = await fetch_one(
+    return await fetch_returned(
         db,
         "payments.insert_payment",
         PaymentRow,
@@ -156,8 +154,6 @@ async def insert_payment(
         latest_charge_id,
         now,
     )
-    assert row is not None
-    return row
 
 
 async def payment(db: Executor, *, payment_intent_id: str) -> PaymentRow | None:
@@ -228,7 +224,7 @@ async def insert_capture(
     idempotency_key: str,
     now: datetime,
 ) -> CaptureRow:
-    row = await fetch_one(
+    return await fetch_returned(
         db,
         "payments.insert_capture",
         CaptureRow,
@@ -237,8 +233,6 @@ async def insert_capture(
         idempotency_key,
         now,
     )
-    assert row is not None
-    return row
 
 
 async def capture_row(db: Executor, *, payment_intent_id: str) -> CaptureRow | None:
@@ -268,7 +262,7 @@ async def insert_extra(
     idempotency_key: str,
     now: datetime,
 ) -> ExtraRow:
-    row = await fetch_one(
+    return await fetch_returned(
         db,
         "payments.insert_extra",
         ExtraRow,
@@ -279,8 +273,6 @@ async def insert_extra(
         idempotency_key,
         now,
     )
-    assert row is not None
-    return row
 
 
 async def extra_row(db: Executor, *, session_id: uuid.UUID) -> ExtraRow | None:

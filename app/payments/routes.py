@@ -21,7 +21,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from app.core.auth import Permission, requires, requires_driver
+from app.core.auth import DRIVER_SECURITY, Permission, requires, requires_driver
 from app.core.deps import ClockDep, Db, Driver, Staff
 from app.core.errors import DRIVER_UNAUTHORIZED, NotFound, problem_doc
 from app.core.settings import Settings
@@ -38,7 +38,6 @@ from app.payments.schemas import (
 )
 from app.payments.stripe_client import Gateway
 
-DRIVER_SECURITY: list[dict[str, list[str]]] = [{"driverBearer": []}]
 StripeGateway: TypeAlias = NamedDependency[Gateway]
 MaybeGateway: TypeAlias = NamedDependency[Gateway | None]
 

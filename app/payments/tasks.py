@@ -18,10 +18,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -78,14 +77,6 @@ def _configured_gateway(ctx: dict[str, Any]) -> Gateway:
     return gateway
 
 
-@contextlib.asynccontextmanager
-async def _closing(pool: asyncpg.Pool, outbox_id: int) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction that ends the attempt: the job's outbox row is done with it."""
-    async with pool.acquire() as conn, conn.transaction():
-        yield conn
-        await outbox.mark_done(conn, outbox_id)
-
-
 async def capture_payment(ctx: dict[str, Any], outbox_id: int, payment_intent_id: str) -> str:
     """One attempt at a decided capture; returns what happened (`succeeded`, `retry`,
     `flagged`, or the decision's final status when there was nothing to do)."""
@@ -110,11 +101,11 @@ async def capture_payment(ctx: dict[str, Any], outbox_id: int, payment_intent_id
         error, permanent = exc.detail, True
     else:
         now = _clock(ctx).now()
-        async with _closing(pool, outbox_id) as conn:
+        async with outbox.closing(pool, outbox_id) as conn:
             await service.record_outcome(conn, outcome, now=now)
         return "succeeded"
     now = _clock(ctx).now()
-    async with _closing(pool, outbox_id) as conn:
+    async with outbox.closing(pool, outbox_id) as conn:
         give_up = permanent or decided.attempts + 1 >= settings.payment_capture_max_attempts
         attempts = await q.capture_attempt_failed(
             conn, payment_intent_id=payment_intent_id, error=error, give_up=give_up, now=now
@@ -178,13 +169,13 @@ async def charge_extra_payment(ctx: dict[str, Any], outbox_id: int, session_id: 
         error = exc.detail
     else:
         now = _clock(ctx).now()
-        async with _closing(pool, outbox_id) as conn:
+        async with outbox.closing(pool, outbox_id) as conn:
             await q.extra_succeeded(
                 conn, session_id=session, payment_intent_id=payment.payment_intent_id, now=now
             )
         return "succeeded"
     now = _clock(ctx).now()
-    async with _closing(pool, outbox_id) as conn:
+    async with outbox.closing(pool, outbox_id) as conn:
         if status != "declined" and extra.attempts + 1 >= settings.payment_capture_max_attempts:
             status = "flagged"
         recorded = await q.payment_by_key(conn, idempotency_key=extra.idempotency_key)

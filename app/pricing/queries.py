@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from app.core.sql import Executor, execute, fetch_all, fetch_one, fetch_val
+from app.core.sql import Executor, execute, fetch_all, fetch_one, fetch_returned, fetch_val
 from app.pricing.schemas import AssignmentItem
 from app.pricing.tariff import TariffElement
 
@@ -180,7 +180,7 @@ async def insert_assignment(
     now: datetime,
     created_by: str,
 ) -> AssignmentCreated:
-    row = await fetch_one(
+    return await fetch_returned(
         db,
         "pricing.insert_assignment",
         AssignmentCreated,
@@ -191,8 +191,6 @@ async def insert_assignment(
         now,
         created_by,
     )
-    assert row is not None  # INSERT … RETURNING
-    return row
 
 
 async def site_assignments(

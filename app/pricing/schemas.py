@@ -92,15 +92,9 @@ class AssignmentOut(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
 
 
-class AssignmentItem(msgspec.Struct, frozen=True, kw_only=True):
+class AssignmentItem(AssignmentOut, frozen=True, kw_only=True):
     """An assignment with where it applies; `state` at the time of the request."""
 
-    assignment_id: int
-    tariff_id: str
-    site_id: str | None
-    charger_id: str | None
-    effective_from: datetime
-    created_at: datetime
     created_by: str | None
     site_name: str
     """The site, or the charger's site."""

@@ -246,12 +246,21 @@ async def update_tariff(
     return TariffRef(tariff_id=str(tid), version=t.version)
 
 
-async def get_tariff(conn: Connection, tariff_id: str, version: int | None) -> TariffOut:
+async def _stored(conn: Connection, tariff_id: str, version: int | None) -> queries.TariffRow:
     tid = _uuid(tariff_id, TariffNotFound())
     row = await queries.get_version(conn, tariff_id=tid, version=version)
     if row is None:
         raise TariffNotFound()
-    return _out(row)
+    return row
+
+
+async def get_tariff(conn: Connection, tariff_id: str, version: int | None) -> TariffOut:
+    return _out(await _stored(conn, tariff_id, version))
+
+
+async def current_tariff(conn: Connection, tariff_id: str) -> Tariff:
+    """The current version of a stored tariff as the engine's Tariff (404 when none)."""
+    return tariff_from_row(await _stored(conn, tariff_id, None))
 
 
 async def list_tariffs(conn: Connection, *, limit: int, cursor: str | None) -> TariffPage:

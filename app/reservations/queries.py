@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from app.core.sql import Executor, execute, fetch_all, fetch_one, fetch_val
+from app.core.sql import Executor, execute, fetch_all, fetch_one, fetch_returned, fetch_val
 from app.reservations.schemas import (
     ActivatedRow,
     BeganHold,
@@ -53,11 +53,9 @@ async def checks(
     expires_at: datetime,
     connector_id: uuid.UUID,
 ) -> Checks:
-    row = await fetch_one(
+    return await fetch_returned(
         db, "reservations.checks", Checks, driver_id, now, start_at, expires_at, connector_id
     )
-    assert row is not None  # an aggregate always answers one row
-    return row
 
 
 async def insert(
@@ -76,7 +74,7 @@ async def insert(
 ) -> ReservationRow:
     """A new reservation row; a constraint's refusal raises (see
     `service.refused_by_constraints`)."""
-    row = await fetch_one(
+    return await fetch_returned(
         db,
         "reservations.insert",
         ReservationRow,
@@ -94,8 +92,6 @@ async def insert(
         moved_from,
         now,
     )
-    assert row is not None  # INSERT … RETURNING
-    return row
 
 
 async def begin_hold(
@@ -107,7 +103,7 @@ async def begin_hold(
     expires_at: datetime,
     now: datetime,
 ) -> BeganHold:
-    row = await fetch_one(
+    return await fetch_returned(
         db,
         "reservations.begin_hold",
         BeganHold,
@@ -120,8 +116,6 @@ async def begin_hold(
         expires_at,
         now,
     )
-    assert row is not None  # the function always answers one row
-    return row
 
 
 async def confirm_hold(

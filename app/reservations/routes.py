@@ -10,14 +10,11 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from app.chargers.commands import CommandClient
-from app.core.auth import requires_driver
+from app.core.auth import DRIVER_SECURITY, requires_driver
 from app.core.deps import ClockDep, Db, Driver
 from app.core.errors import DRIVER_UNAUTHORIZED, problem_doc
 from app.reservations import service
 from app.reservations.schemas import Reservation, ReservationPage, ReservationRequest
-
-DRIVER_SECURITY: list[dict[str, list[str]]] = [{"driverBearer": []}]
-
 
 UNAUTHORIZED = DRIVER_UNAUTHORIZED
 NOT_FOUND = problem_doc("No such reservation, or another driver's (`not_found`)")

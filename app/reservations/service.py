@@ -465,6 +465,24 @@ async def cancel(
     return row.public(), release
 
 
+async def _cancel_at_charger(
+    commands: CommandClient,
+    charge_point_id: str,
+    ocpp_reservation_id: int,
+    config: ReservationsConfig,
+) -> str | None:
+    """CancelReservation: the charger's answer (`Accepted`, or `Rejected` when it does not
+    hold the reservation: both settle it), or None when it does not answer (logged)."""
+    try:
+        result = await commands.cancel_reservation(
+            charge_point_id, reservation_id=ocpp_reservation_id, timeout_s=config.charger_timeout_s
+        )
+    except CommandError as exc:
+        log.info("CancelReservation %s not answered (%s)", ocpp_reservation_id, exc.code)
+        return None
+    return result.status
+
+
 async def release_after_commit(
     pool: asyncpg.Pool,
     commands: CommandClient,
@@ -477,16 +495,11 @@ async def release_after_commit(
     from this process at once, so the connector is free at the charger within
     milliseconds; no connection is held while it answers. If it does not answer, the
     outbox job written with the cancel tries again (and the resync when it reconnects)."""
-    try:
-        result = await commands.cancel_reservation(
-            release.charge_point_id,
-            reservation_id=release.ocpp_reservation_id,
-            timeout_s=config.charger_timeout_s,
-        )
-    except CommandError as exc:
-        log.info("CancelReservation %s not answered (%s)", release.ocpp_reservation_id, exc.code)
+    answer = await _cancel_at_charger(
+        commands, release.charge_point_id, release.ocpp_reservation_id, config
+    )
+    if answer is None:
         return
-    del result  # Accepted, or Rejected: the charger does not hold it; both settle it
     with contextlib.suppress(OSError, asyncpg.PostgresError):  # else the outbox job does
         await q.release_done(pool, reservation_id=release.reservation_id, now=now)
 
@@ -511,17 +524,13 @@ async def release_at_charger(
     connector = await q.connector(db, connector_id=row.connector_id)
     if connector is None:
         return "nothing"
-    try:
-        result = await commands.cancel_reservation(
-            connector.charge_point_id,
-            reservation_id=row.ocpp_reservation_id,
-            timeout_s=config.charger_timeout_s,
-        )
-    except CommandError as exc:
-        log.info("CancelReservation %s not answered (%s)", row.ocpp_reservation_id, exc.code)
+    answer = await _cancel_at_charger(
+        commands, connector.charge_point_id, row.ocpp_reservation_id, config
+    )
+    if answer is None:
         return "unanswered"
     await q.mark_charger_released(db, reservation_id=reservation_id, now=now)
-    return result.status
+    return answer
 
 
 # --------------------------------------------------------------- the charger's side

@@ -6,11 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from app.core.sql import Executor, execute, fetch_all, fetch_one, fetch_val
+from app.core.sql import Executor, execute, fetch_all, fetch_one, fetch_returned, fetch_val
 from app.pricing.tariff import Tariff
 from app.sessions.schemas import (
     ActiveSession,
-    BegunSession,
     ConnectorRef,
     HoldTotal,
     LockedSession,
@@ -59,7 +58,7 @@ async def insert_starting(
     currency: str,
     reservation_uuid: uuid.UUID | None,
 ) -> NewSession:
-    row = await fetch_one(
+    return await fetch_returned(
         db,
         "sessions.insert_starting",
         NewSession,
@@ -75,8 +74,6 @@ async def insert_starting(
         currency,
         reservation_uuid,
     )
-    assert row is not None
-    return row
 
 
 async def hold_placed(
@@ -231,11 +228,11 @@ async def begin_held(
     meter_start_wh: int,
     started_at: datetime,
     reservation_id: int | None,
-) -> BegunSession | None:
+) -> NewSession | None:
     return await fetch_one(
         db,
         "sessions.begin_held",
-        BegunSession,
+        NewSession,
         charger_id,
         driver_id,
         connector_no,

@@ -16,7 +16,7 @@ from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from app.core.auth import Role, requires_driver, staff_principal
+from app.core.auth import DRIVER_SECURITY, Role, requires_driver, staff_principal
 from app.core.clock import Clock
 from app.core.deps import ClockDep, Db, Driver
 from app.core.errors import DRIVER_UNAUTHORIZED, Forbidden, ServiceUnavailable, problem_doc
@@ -30,7 +30,6 @@ from app.sessions.schemas import (
     SessionView,
 )
 
-DRIVER_SECURITY: list[dict[str, list[str]]] = [{"driverBearer": []}]
 # API.md "Admin: sessions and refunds": operators, admins and viewers read sessions.
 ADMIN_READERS = frozenset({Role.ADMIN, Role.OPERATOR, Role.VIEWER})
 

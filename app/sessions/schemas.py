@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from app.payments.schemas import PaymentSummary
-from app.pricing.tariff import TariffElement
 from app.sessions.billing import Receipt
 
 SessionStatus = Literal["STARTING", "CHARGING", "SUSPENDED", "FINISHING", "COMPLETED", "FAILED"]
@@ -113,6 +112,8 @@ class StartConnector(msgspec.Struct, kw_only=True):
 
 
 class NewSession(msgspec.Struct, kw_only=True):
+    """A session just written (insert_starting, begin_held) with its OCPP transactionId."""
+
     session_id: uuid.UUID
     transaction_id: int
 
@@ -182,11 +183,6 @@ class SessionRow(msgspec.Struct, kw_only=True):
     connector_type: str | None
 
 
-class BegunSession(msgspec.Struct, kw_only=True):
-    session_id: uuid.UUID
-    transaction_id: int
-
-
 class ConnectorRef(msgspec.Struct, kw_only=True):
     connector_id: uuid.UUID
     connector_no: int
@@ -194,15 +190,6 @@ class ConnectorRef(msgspec.Struct, kw_only=True):
 
 class SessionRef(msgspec.Struct, kw_only=True):
     session_id: uuid.UUID
-
-
-class TariffVersionRow(msgspec.Struct, kw_only=True):
-    tariff_id: uuid.UUID
-    version: int
-    name: str
-    currency: str
-    vat_percent: str
-    elements: list[TariffElement]
 
 
 class ReadingRow(msgspec.Struct, kw_only=True):

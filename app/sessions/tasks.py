@@ -77,9 +77,8 @@ async def session_hold_low(ctx: dict[str, Any], outbox_id: int, session_id: str)
                     raise Retry(defer=5 * ctx.get("job_try", 1)) from None
                 log.warning("payments unavailable: session %s stops at its hold", session_id)
             else:
-                async with pool.acquire() as conn, conn.transaction():
+                async with outbox.closing(pool, outbox_id) as conn:
                     await queries.hold_placed(conn, session_id=sid, amount_minor=hold.amount_minor)
-                    await outbox.mark_done(conn, outbox_id)
                 return "further_hold"
         async with pool.acquire() as conn, conn.transaction():
             if await queries.mark_hold_exhausted(conn, session_id=sid, now=now) and row.driver_id:

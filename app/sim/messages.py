@@ -38,6 +38,23 @@ def parse_timestamp(value: str) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
+def _present(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload without its optional fields that are absent (None): OCPP omits them."""
+    return {k: v for k, v in payload.items() if v is not None}
+
+
+def _sampled_value(
+    value: str, context: str, measurand: str, location: str, unit: str
+) -> dict[str, str]:
+    return {
+        "value": value,
+        "context": context,
+        "measurand": measurand,
+        "location": location,
+        "unit": unit,
+    }
+
+
 def boot_notification(options: SimOptions, iccid: str | None, imsi: str | None) -> Outgoing:
     payload = {
         "chargePointVendor": options.vendor,
@@ -47,31 +64,24 @@ def boot_notification(options: SimOptions, iccid: str | None, imsi: str | None) 
         "iccid": iccid,
         "imsi": imsi,
     }
-    return "BootNotification", {k: v for k, v in payload.items() if v is not None}
+    return "BootNotification", _present(payload)
 
 
 def status_notification(
     connector_no: int, status: str, error_code: str, now: datetime, info: str | None = None
 ) -> Outgoing:
-    payload: dict[str, Any] = {
+    payload = {
         "connectorId": connector_no,
         "errorCode": error_code,
         "status": status,
         "timestamp": ocpp_timestamp(now),
+        "info": info,
     }
-    if info is not None:
-        payload["info"] = info
-    return "StatusNotification", payload
+    return "StatusNotification", _present(payload)
 
 
 def energy_sample(value_wh: int, context: str) -> dict[str, str]:
-    return {
-        "value": str(value_wh),
-        "context": context,
-        "measurand": "Energy.Active.Import.Register",
-        "location": "Outlet",
-        "unit": "Wh",
-    }
+    return _sampled_value(str(value_wh), context, "Energy.Active.Import.Register", "Outlet", "Wh")
 
 
 def meter_values(conn: Connector, now: datetime, *, context: str = "Sample.Periodic") -> Outgoing:
@@ -79,45 +89,30 @@ def meter_values(conn: Connector, now: datetime, *, context: str = "Sample.Perio
     transaction when one runs."""
     samples = [
         energy_sample(round(conn.meter_wh), context),
-        {
-            "value": str(round(conn.power_w)),
-            "context": context,
-            "measurand": "Power.Active.Import",
-            "location": "Outlet",
-            "unit": "W",
-        },
+        _sampled_value(str(round(conn.power_w)), context, "Power.Active.Import", "Outlet", "W"),
     ]
     if conn.soc is not None:
-        samples.append(
-            {
-                "value": f"{conn.soc:.1f}",
-                "context": context,
-                "measurand": "SoC",
-                "location": "EV",
-                "unit": "Percent",
-            }
-        )
-    payload: dict[str, Any] = {
+        samples.append(_sampled_value(f"{conn.soc:.1f}", context, "SoC", "EV", "Percent"))
+    tx = conn.transaction
+    payload = {
         "connectorId": conn.connector_id,
         "meterValue": [{"timestamp": ocpp_timestamp(now), "sampledValue": samples}],
+        "transactionId": tx.transaction_id if tx is not None else None,
     }
-    if conn.transaction is not None:
-        payload["transactionId"] = conn.transaction.transaction_id
-    return "MeterValues", payload
+    return "MeterValues", _present(payload)
 
 
 def start_transaction(
     connector_no: int, id_tag: str, meter_start_wh: int, at: datetime, reservation_id: int | None
 ) -> Outgoing:
-    payload: dict[str, Any] = {
+    payload = {
         "connectorId": connector_no,
         "idTag": id_tag,
         "meterStart": meter_start_wh,
         "timestamp": ocpp_timestamp(at),
+        "reservationId": reservation_id,
     }
-    if reservation_id is not None:
-        payload["reservationId"] = reservation_id
-    return "StartTransaction", payload
+    return "StartTransaction", _present(payload)
 
 
 def stop_transaction(tx: Transaction) -> Outgoing:
