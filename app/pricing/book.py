@@ -38,7 +38,7 @@ from app.core.clock import Clock
 from app.core.listen import Listener
 from app.pricing import queries
 from app.pricing.engine import Band, CompiledTariff, PriceNow, bands, compile_tariff, price_at
-from app.pricing.queries import TariffVersionRow
+from app.pricing.queries import TariffRow
 from app.pricing.tariff import Tariff
 
 CHANNEL = "vw_pricing"
@@ -48,16 +48,9 @@ log = logging.getLogger("app.pricing")
 _encoder = msgspec.json.Encoder()
 
 
-def tariff_from_row(row: TariffVersionRow) -> Tariff:
-    """A stored tariff version as the engine's Tariff."""
-    return Tariff(
-        tariff_id=row.tariff_id,
-        version=row.version,
-        currency=row.currency,
-        vat_percent=row.vat_percent,
-        elements=row.elements,
-        name=row.name,
-    )
+def tariff_from_row(row: TariffRow) -> Tariff:
+    """A stored tariff version as the engine's Tariff (without the row's timestamps)."""
+    return Tariff(**{f: getattr(row, f) for f in Tariff.__struct_fields__})
 
 
 def _zone(name: str) -> ZoneInfo | None:
@@ -326,7 +319,7 @@ class PriceBook:
 
     async def load_all(self, conn: asyncpg.Connection | asyncpg.Pool) -> None:
         tariffs = {
-            r.tariff_id: compile_tariff(tariff_from_row(r))
+            r.tariff_id: compile_tariff(r)
             for r in await queries.current_versions(conn, tariff_ids=None)
         }
         groups = await queries.site_schedules(conn)
@@ -380,7 +373,7 @@ class PriceBook:
                     assignment_ids.append(int(p[1:]))
         if tariff_ids:
             for r in await queries.current_versions(conn, tariff_ids=tariff_ids):
-                self.tariffs[r.tariff_id] = compile_tariff(tariff_from_row(r))
+                self.tariffs[r.tariff_id] = compile_tariff(r)
         if assignment_ids:
             self._add_assignments(
                 await queries.site_assignments(conn, assignment_ids=assignment_ids)

@@ -12,22 +12,11 @@ import msgspec
 
 from app.core.sql import Executor, execute, fetch_all, fetch_one, fetch_returned, fetch_val
 from app.pricing.schemas import AssignmentItem
-from app.pricing.tariff import TariffElement
+from app.pricing.tariff import Tariff
 
 
-class TariffVersionRow(msgspec.Struct, frozen=True, kw_only=True):
-    """One stored (immutable) tariff version."""
-
-    tariff_id: str
-    version: int
-    name: str
-    currency: str
-    vat_percent: str
-    elements: list[TariffElement]
-
-
-class TariffRow(TariffVersionRow, frozen=True, kw_only=True):
-    """A tariff version with when it and its tariff were created (admin API)."""
+class TariffRow(Tariff, frozen=True, kw_only=True):
+    """A stored tariff version with when it and its tariff were created (admin API)."""
 
     created_at: datetime
     tariff_created_at: datetime
@@ -148,11 +137,9 @@ async def list_tariffs(
     return await fetch_all(db, "pricing.list_tariffs", TariffRow, after_at, after_id, limit)
 
 
-async def current_versions(
-    db: Executor, *, tariff_ids: Sequence[uuid.UUID] | None
-) -> list[TariffVersionRow]:
+async def current_versions(db: Executor, *, tariff_ids: Sequence[uuid.UUID] | None) -> list[Tariff]:
     """The current version of every tariff (None) or of the given ones."""
-    return await fetch_all(db, "pricing.current_versions", TariffVersionRow, tariff_ids)
+    return await fetch_all(db, "pricing.current_versions", Tariff, tariff_ids)
 
 
 async def tariff_exists(db: Executor, *, tariff_id: uuid.UUID) -> bool:

@@ -510,7 +510,7 @@ async def _compiled(pool: asyncpg.Pool, book: PriceBook, tariff_id: str) -> engi
         rows = await queries.current_versions(pool, tariff_ids=[uuid.UUID(tariff_id)])
         if not rows:
             raise NoTariff()
-        ct = engine.compile_tariff(tariff_from_row(rows[0]))
+        ct = engine.compile_tariff(rows[0])
     return ct
 
 
