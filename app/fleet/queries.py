@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import msgspec
 
 from app.core.sql import Executor, fetch_all, fetch_one
-from app.fleet.schemas import ChargerHealth, ConnectorOut
+from app.fleet.schemas import ChargerHealth, ConnectorOut, SiteRecord
 
 
 class Upserted(msgspec.Struct, frozen=True):
@@ -27,16 +27,6 @@ class IccidHolder(msgspec.Struct, frozen=True):
 class _Ids(msgspec.Struct, frozen=True):
     keys: list[str]
     ids: list[uuid.UUID]
-
-
-class SiteRow(msgspec.Struct, frozen=True):
-    site_id: uuid.UUID
-    external_id: str
-    name: str
-    address: str
-    lat: float
-    lon: float
-    timezone: str
 
 
 class SiteCharger(msgspec.Struct, frozen=True):
@@ -144,9 +134,9 @@ async def upsert_connectors(
 
 async def list_sites(
     db: Executor, *, external_id: str | None, after: str | None, limit: int
-) -> list[SiteRow]:
+) -> list[SiteRecord]:
     """Ordered by external_id, after the keyset `after` when given."""
-    return await fetch_all(db, "fleet.list_sites", SiteRow, external_id, after, limit)
+    return await fetch_all(db, "fleet.list_sites", SiteRecord, external_id, after, limit)
 
 
 async def chargers_of_sites(db: Executor, *, site_ids: Sequence[uuid.UUID]) -> list[SiteCharger]:

@@ -103,7 +103,9 @@ class ChargerOut(msgspec.Struct):
     connectors: list[ConnectorOut]
 
 
-class SiteOut(msgspec.Struct):
+class SiteRecord(msgspec.Struct, frozen=True):
+    """A site as stored (the row of `fleet.list_sites`)."""
+
     site_id: str
     external_id: str
     name: str
@@ -111,6 +113,9 @@ class SiteOut(msgspec.Struct):
     lat: float
     lon: float
     timezone: str
+
+
+class SiteOut(SiteRecord, frozen=True):
     chargers: list[ChargerOut]
 
 

@@ -306,10 +306,11 @@ async def list_sites(
         conn, external_id=external_id, after=after[0] if after else None, limit=limit + 1
     )
     page = rows[:limit]
-    by_site: dict[uuid.UUID, list[ChargerOut]] = {r.site_id: [] for r in page}
+    by_site: dict[str, list[ChargerOut]] = {r.site_id: [] for r in page}
     if page:
-        for c in await queries.chargers_of_sites(conn, site_ids=list(by_site)):
-            by_site[c.site_id].append(
+        site_ids = [uuid.UUID(s) for s in by_site]
+        for c in await queries.chargers_of_sites(conn, site_ids=site_ids):
+            by_site[str(c.site_id)].append(
                 ChargerOut(
                     charger_id=c.charger_id,
                     charge_point_id=c.charge_point_id,
@@ -317,19 +318,7 @@ async def list_sites(
                     connectors=c.connectors,
                 )
             )
-    items = [
-        SiteOut(
-            site_id=str(r.site_id),
-            external_id=r.external_id,
-            name=r.name,
-            address=r.address,
-            lat=r.lat,
-            lon=r.lon,
-            timezone=r.timezone,
-            chargers=by_site[r.site_id],
-        )
-        for r in page
-    ]
+    items = [SiteOut(**msgspec.structs.asdict(r), chargers=by_site[r.site_id]) for r in page]
     next_cursor = encode_cursor((page[-1].external_id,)) if len(rows) > limit else None
     return SitePage(items=items, next_cursor=next_cursor)
 

@@ -66,7 +66,7 @@ FROM up;
 
 -- name: list_sites
 -- A page of sites ordered by external_id, optionally one external_id.
-SELECT site_id, external_id, name, address, lat, lon, timezone
+SELECT site_id::text AS site_id, external_id, name, address, lat, lon, timezone
 FROM sites
 WHERE ($1::text IS NULL OR external_id = $1)
   AND ($2::text IS NULL OR external_id > $2)
