@@ -133,18 +133,6 @@ def problem_response(
     )
 
 
-def _validation_failed(path: str, detail: str, errors: list[FieldError]) -> Response[bytes]:
-    """The 422 `validation_failed` problem, whichever layer found the input invalid."""
-    return problem_response(
-        ValidationFailed.status,
-        ValidationFailed.code,
-        ValidationFailed.title,
-        detail,
-        errors=errors,
-        instance=path,
-    )
-
-
 def _field_errors(extra: Any) -> list[FieldError]:
     """Litestar puts `[{message, key, source}]` in `extra`; turn it into `[{field, message}]`."""
     out: list[FieldError] = []
@@ -192,9 +180,8 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
     path = request.url.path
     if isinstance(exc, ValidationException):
         errors = _field_errors(exc.extra) or [FieldError(field="body", message=exc.detail)]
-        return _validation_failed(
-            path, "; ".join(f"{e.field}: {e.message}" for e in errors), errors
-        )
+        detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
+        return handle_domain_error(request, ValidationFailed(detail, errors=errors))
     if isinstance(exc, NotFoundException):
         return problem_response(404, "not_found", "Not found", exc.detail, instance=path)
     if isinstance(exc, NotAuthorizedException):
@@ -219,7 +206,8 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: HTTPException) -
         )
     status = exc.status_code
     if status == 400:  # malformed bodies and the like: invalid input is 422 (API.md)
-        return _validation_failed(path, exc.detail, [FieldError(field="body", message=exc.detail)])
+        errors = [FieldError(field="body", message=exc.detail)]
+        return handle_domain_error(request, ValidationFailed(exc.detail, errors=errors))
     if status >= 500:
         log.error("http error %s: %s", status, exc.detail)
         return problem_response(status, "internal_error", "Internal error", instance=path)
@@ -272,9 +260,8 @@ def handle_bad_value(
         type(exc).__name__,
     )
     message = "a value is out of range or not accepted"
-    return _validation_failed(
-        request.url.path, message, [FieldError(field="request", message=message)]
-    )
+    errors = [FieldError(field="request", message=message)]
+    return handle_domain_error(request, ValidationFailed(message, errors=errors))
 
 
 def handle_recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Response[bytes]:
@@ -282,9 +269,8 @@ def handle_recursion(request: Request[Any, Any, Any], exc: RecursionError) -> Re
     decoded itself is invalid input (422); any other RecursionError is our bug (500)."""
     if "deserializing" in str(exc):
         message = "the JSON nests too deeply"
-        return _validation_failed(
-            request.url.path, message, [FieldError(field="body", message=message)]
-        )
+        errors = [FieldError(field="body", message=message)]
+        return handle_domain_error(request, ValidationFailed(message, errors=errors))
     return handle_internal(request, exc)
 
 

@@ -159,14 +159,13 @@ def _snapshot(t: Tariff) -> dict[str, Any]:
 
 
 def _out(row: queries.TariffRow) -> TariffOut:
-    t = tariff_from_row(row)
     return TariffOut(
-        tariff_id=t.tariff_id,
-        version=t.version,
-        name=t.name,
-        currency=t.currency,
-        vat_percent=t.vat_percent,
-        elements=t.elements,
+        tariff_id=row.tariff_id,
+        version=row.version,
+        name=row.name,
+        currency=row.currency,
+        vat_percent=row.vat_percent,
+        elements=row.elements,
         created_at=row.tariff_created_at,
         version_created_at=row.created_at,
     )
@@ -290,11 +289,7 @@ async def timeline(
         raise _invalid("to", "must be after from")
     if end - start > MAX_TIMELINE:
         raise _invalid("to", "at most 31 days after from")
-    tid = _uuid(tariff_id, TariffNotFound())
-    row = await queries.get_version(conn, tariff_id=tid, version=version)
-    if row is None:
-        raise TariffNotFound()
-    t = tariff_from_row(row)
+    t = await _stored(conn, tariff_id, version)  # a Tariff with its timestamps
     return Timeline(
         tariff_id=t.tariff_id,
         version=t.version,
@@ -665,9 +660,4 @@ async def tariff_for_session(conn: Connection, connector_id: str, at: datetime) 
 
 async def tariff_version(conn: Connection, tariff_id: str, version: int) -> Tariff:
     """One stored (immutable) tariff version, e.g. the one a session locked at start."""
-    row = await queries.get_version(
-        conn, tariff_id=_uuid(tariff_id, TariffNotFound()), version=version
-    )
-    if row is None:
-        raise TariffNotFound()
-    return tariff_from_row(row)
+    return tariff_from_row(await _stored(conn, tariff_id, version))
